@@ -1,0 +1,11 @@
+"""plainrnn: plain ReLU RNNs and MLPs trained with geometry-aware optimizers.
+
+    import plainrnn as pr
+    model = pr.ReLURNN(2, 100, 1)
+    opt = pr.optim.PathSGD(model, lr=1e-3, seq_len=100)
+"""
+from . import nets, optim, path
+from .nets import LSTM, MLP, ReLURNN
+
+__version__ = "0.1.0"
+__all__ = ["ReLURNN", "MLP", "LSTM", "nets", "path", "optim", "__version__"]

@@ -1,0 +1,7 @@
+"""Recurrent and feedforward models: ReLURNN, SpectralRNN, MLP, and the LSTM baseline."""
+from .init import RECURRENT_INITS, init_recurrent_, init_rnn_, recurrent_matrix
+from .lstm import LSTM
+from .mlp import MLP
+from .relu_rnn import ReLURNN
+
+__all__ = ["ReLURNN", "LSTM", "MLP", "RECURRENT_INITS", "init_recurrent_", "init_rnn_", "recurrent_matrix"]

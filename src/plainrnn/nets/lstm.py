@@ -1,0 +1,56 @@
+"""LSTM baseline, set up as the papers' LSTM rows: orthogonal recurrent init, forget-gate bias 1."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LSTM(nn.Module):
+    """torch.nn.LSTM with a linear read-out and the same interface as :class:`ReLURNN`.
+
+    ``recurrent_weight(layer)`` returns the four H×H gate blocks stacked as torch stores them,
+    [4H, H] (input, forget, cell, output).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,
+                 output: str = "last", vocab_size: int | None = None):
+        super().__init__()
+        if output not in ("last", "all"):
+            raise ValueError(f"output must be 'last' or 'all', got {output!r}")
+        self.hidden_size, self.num_layers, self.output, self.vocab_size = hidden_size, num_layers, output, vocab_size
+        self.embedding = nn.Embedding(vocab_size, hidden_size) if vocab_size else None
+        self.lstm = nn.LSTM(hidden_size if vocab_size else input_size, hidden_size, num_layers, batch_first=True)
+        self.readout = nn.Linear(hidden_size, output_size)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        H = self.hidden_size
+        for k in range(self.num_layers):
+            w_hh = getattr(self.lstm, f"weight_hh_l{k}")
+            for gate in range(4):
+                nn.init.orthogonal_(w_hh[gate * H:(gate + 1) * H])
+            getattr(self.lstm, f"bias_hh_l{k}").zero_()
+            b_ih = getattr(self.lstm, f"bias_ih_l{k}")
+            b_ih.zero_()
+            b_ih[H:2 * H] = 1.0  # forget gate: remember by default (Gers et al. 2000; Jozefowicz et al. 2015)
+
+    def recurrent_layers(self) -> int:
+        return self.num_layers
+
+    def recurrent_weight(self, layer: int = 0) -> torch.Tensor:
+        """The stacked gate blocks [4H, H] of ``layer`` (LSTM has no single transition matrix)."""
+        return getattr(self.lstm, f"weight_hh_l{layer}")
+
+    @torch.no_grad()
+    def set_recurrent_weight_(self, layer: int, weight: torch.Tensor) -> None:
+        """Sets the stacked gate blocks [4H, H] of ``layer``."""
+        self.recurrent_weight(layer).copy_(weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embedding is not None:
+            x = self.embedding(x)
+        states, _ = self.lstm(x)
+        if self.output == "last":
+            states = states[:, -1]
+        return self.readout(states)

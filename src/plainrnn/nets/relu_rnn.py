@@ -1,0 +1,150 @@
+"""The plain recurrent network of the 2016 Path-SGD paper (its Table 1).
+
+For layers i = 1..d and steps t = 1..T, with h_0^i = 0 and h_t^0 = x_t:
+
+    h_t^i = σ(W_in^i h_t^{i−1} + W_rec^i h_{t−1}^i + b^i)        (Table 1)
+    y_t   = W_out h_t^d + b_out
+
+σ is ReLU (the paper's model) or tanh (its baseline). Each layer has one bias b^i, an edge from a
+constant-1 node (footnote 1), so the path norm counts it exactly once.
+
+The recurrence runs in PyTorch's fused RNN kernel (``torch._VF.rnn_relu`` / ``rnn_tanh``), the one
+``torch.nn.RNN`` uses. That kernel wants two biases per layer; we hand it our single bias plus a
+zero buffer, which changes nothing numerically and keeps one bias per layer as a parameter.
+
+Token inputs (``vocab_size=V``): the input is a [B, T] tensor of token ids and the first layer's input
+weight W_in^1 is H×V, so that token k enters as the k-th column of W_in^1 – exactly a one-hot input,
+without ever building the one-hot batch.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_NONLINEARITIES = ("relu", "tanh")
+_OUTPUTS = ("last", "all")
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class ReLURNN(nn.Module):
+    """Plain (Elman) RNN with ReLU or tanh units and a linear read-out.
+
+    Args:
+        input_size: features per step; ignored when ``vocab_size`` is given.
+        hidden_size: H, units per layer.
+        output_size: size of y_t.
+        num_layers: d, stacked recurrent layers.
+        nonlinearity: ``"relu"`` or ``"tanh"``.
+        bias: whether layers and the read-out carry a bias.
+        output: ``"last"`` returns y_T as [B, output_size]; ``"all"`` returns y_1..y_T as [B, T, output_size].
+        vocab_size: if set, inputs are token ids [B, T] and W_in^1 has one column per token.
+
+    Parameters are named ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_l{k}`` (k = 0..d−1),
+    ``weight_out`` and ``bias_out``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,
+                 nonlinearity: str = "relu", bias: bool = True, output: str = "last",
+                 vocab_size: int | None = None):
+        super().__init__()
+        if vocab_size is not None:
+            _check_positive_int("vocab_size", vocab_size)
+            input_size = vocab_size
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("output_size", output_size), ("num_layers", num_layers)):
+            _check_positive_int(name, value)
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}, got {nonlinearity!r}")
+        if output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
+        self.num_layers, self.nonlinearity, self.bias, self.output = num_layers, nonlinearity, bias, output
+        self.vocab_size = vocab_size
+
+        for k in range(num_layers):
+            fan_in = input_size if k == 0 else hidden_size
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(hidden_size, fan_in)))
+            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(hidden_size, hidden_size)))
+            if bias:
+                self.register_parameter(f"bias_l{k}", nn.Parameter(torch.zeros(hidden_size)))
+        self.weight_out = nn.Parameter(torch.empty(output_size, hidden_size))
+        self.bias_out = nn.Parameter(torch.zeros(output_size)) if bias else None
+        # The fused kernel's second bias, always zero (see the module docstring).
+        self.register_buffer("_zero_bias", torch.zeros(hidden_size), persistent=False)
+        if vocab_size is not None:
+            # In token mode the first layer's input product is done by an embedding lookup, and the
+            # fused kernel sees the looked-up columns through an identity input matrix.
+            self.register_buffer("_eye", torch.eye(hidden_size), persistent=False)
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------------------------- structure
+    def reset_parameters(self) -> None:
+        """The 2016 paper's default: every weight from U[−0.01, 0.01], identity recurrence, zero bias."""
+        from .init import init_rnn_
+        init_rnn_(self, recurrent="identity", nonrecurrent_scale=0.01)
+
+    def weight_ih(self, layer: int) -> torch.Tensor:
+        return getattr(self, f"weight_ih_l{layer}")
+
+    def weight_hh(self, layer: int) -> torch.Tensor:
+        return getattr(self, f"weight_hh_l{layer}")
+
+    def layer_bias(self, layer: int) -> torch.Tensor | None:
+        return getattr(self, f"bias_l{layer}") if self.bias else None
+
+    def recurrent_weight(self, layer: int = 0) -> torch.Tensor:
+        """The effective H×H transition matrix W_rec of ``layer``."""
+        self._check_layer(layer)
+        return self.weight_hh(layer)
+
+    @torch.no_grad()
+    def set_recurrent_weight_(self, layer: int, weight: torch.Tensor) -> None:
+        self._check_layer(layer)
+        self.weight_hh(layer).copy_(weight)
+
+    def recurrent_layers(self) -> int:
+        return self.num_layers
+
+    def _check_layer(self, layer: int) -> None:
+        if not 0 <= layer < self.num_layers:
+            raise IndexError(f"layer must be in [0, {self.num_layers - 1}], got {layer}")
+
+    # ------------------------------------------------------------------------------------- forward
+    def _flat_weights(self) -> list[torch.Tensor]:
+        flat = []
+        for k in range(self.num_layers):
+            w_ih = self._eye if (k == 0 and self.vocab_size is not None) else self.weight_ih(k)
+            flat += [w_ih, self.weight_hh(k)]
+            if self.bias:
+                flat += [self.layer_bias(k), self._zero_bias]
+        return flat
+
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-layer states h_1..h_T as [B, T, H]."""
+        if self.vocab_size is not None:
+            if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32):
+                raise ValueError(f"token mode expects integer ids of shape [B, T], got {tuple(x.shape)} {x.dtype}")
+            x = nn.functional.embedding(x, self.weight_ih(0).t())
+        elif x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"expected input [B, T, {self.input_size}], got {tuple(x.shape)}")
+        h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
+        rnn = torch._VF.rnn_relu if self.nonlinearity == "relu" else torch._VF.rnn_tanh
+        states, _ = rnn(x, h0, self._flat_weights(), self.bias, self.num_layers, 0.0, self.training,
+                        False, True)
+        return states
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states = self.hidden_states(x)
+        if self.output == "last":
+            states = states[:, -1]
+        return nn.functional.linear(states, self.weight_out, self.bias_out)
+
+    def extra_repr(self) -> str:
+        mode = f"vocab_size={self.vocab_size}" if self.vocab_size else f"input_size={self.input_size}"
+        return (f"{mode}, hidden_size={self.hidden_size}, output_size={self.output_size}, "
+                f"num_layers={self.num_layers}, nonlinearity={self.nonlinearity!r}, bias={self.bias}, "
+                f"output={self.output!r}")

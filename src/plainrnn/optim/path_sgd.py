@@ -1,0 +1,201 @@
+"""Path-SGD (2015, eq. 8; 2016, eq. 8) and path normalization for any torch optimizer.
+
+    p_i ← p_i − η · s / κ_i(p) · ∂L/∂p_i,        κ_i = ½ ∂²γ²_net/∂p_i²       (eq. 8)
+
+κ_i scales as (β_u/β_v)² under a node-wise rescaling β, and ∂L/∂p_i as β_u/β_v, so the update is
+invariant to every rescaling of Theorem 1 (Theorem 2), with κ1 alone or with κ1 + κ2.
+
+**Step scale s.** With the papers' init, γ²_net and κ are tiny (the κ of a recurrent entry is
+~1e-5…1e-11 depending on T and H), so the raw update at η = 1e-3 explodes on its first step. We
+multiply the step by a *rescaling-invariant* constant, so that Theorem 2 still holds exactly:
+
+- ``lr_scale="path_norm"`` (default): s = γ²_net(w₀), the path norm at the first step, frozen
+  afterwards. γ² is invariant under T_α, so s is the same for w and T_α(w). It makes η a relative
+  step: Δp_i/p_i = −η · (p_i ∂L/∂p_i) / (κ_i p_i²/γ²), where p_i∂L/∂p_i and the "share of path mass"
+  κ_i p_i²/γ² are both invariant and dimensionless, so a grid like {1e-2, 1e-3, 1e-4} means the same
+  thing at any init scale.
+- ``lr_scale=None`` or ``1.0``: the raw update of eq. 8.
+- any positive float: a fixed s.
+
+**Dead units.** κ_i = 0 means no input→output path uses p_i (a unit with all-zero incoming or
+outgoing weights); then ∂L/∂p_i = 0 as well. We define 0/0 as a zero step, and also zero any factor
+s/κ that is not finite. κ is computed in float64, so it neither overflows nor underflows for
+T ≤ 1000 and squared spectral radius ≤ 1.5.
+"""
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+from ..path import divide_, kappa_entries
+
+
+def _resolve_scale(lr_scale) -> str | float:
+    if lr_scale is None:
+        return 1.0
+    if lr_scale == "path_norm":
+        return lr_scale
+    if isinstance(lr_scale, (int, float)) and not isinstance(lr_scale, bool) and lr_scale > 0:
+        return float(lr_scale)
+    raise ValueError(f"lr_scale must be 'path_norm', None or a positive number, got {lr_scale!r}")
+
+
+class _PathGeometry:
+    """Computes κ for a model every ``kappa_every`` steps and path-normalizes its gradients.
+
+    This is the composable piece: grad ← s · grad / κ. PathSGD follows it with an SGD step,
+    PathNormalized with any torch optimizer's step."""
+
+    def __init__(self, model, seq_len, second_order, p, lr_scale, kappa_every):
+        if not isinstance(kappa_every, int) or kappa_every < 1:
+            raise ValueError(f"kappa_every must be a positive integer, got {kappa_every!r}")
+        self.model, self.seq_len, self.second_order, self.p = model, seq_len, second_order, p
+        self.kappa_every = kappa_every
+        self.scale_rule = _resolve_scale(lr_scale)
+        # Validate the model and seq_len now, so a wrong setup fails at construction, not at step 1.
+        kappa_entries(model, seq_len, second_order, p)
+        self.names = {param: name for name, param in model.named_parameters()}
+        self.entries: dict | None = None
+        self.calls = 0
+
+    def normalize_(self, params, scale_holder: dict) -> None:
+        if self.entries is None or self.calls % self.kappa_every == 0:
+            self.entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p)
+            if scale_holder.get("path_scale") is None:
+                rule = self.scale_rule
+                scale_holder["path_scale"] = float(gamma2) if rule == "path_norm" else rule
+        self.calls += 1
+        scale = scale_holder["path_scale"]
+        for param in params:
+            if param.grad is None:
+                continue
+            name = self.names.get(param)
+            if name is None:
+                raise ValueError("a parameter passed to the optimizer is not a parameter of its model")
+            divide_(param.grad, self.entries[name], scale)
+
+
+def _model_params(model):
+    # A list, not model.parameters(): a generator would be exhausted by its first use, which is
+    # the bug that left the public feedforward Path-SGD code never rescaling anything.
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return params
+
+
+class PathSGD(Optimizer):
+    """Path-SGD: SGD on path-normalized gradients (eq. 8), optionally with momentum.
+
+    Args:
+        model: a :class:`ReLURNN` or :class:`MLP` (the optimizer reads its geometry, so it takes the
+            model, not a parameter list).
+        lr: η.
+        seq_len: T, the unrolled length (recurrent models).
+        second_order: add κ2 (exact ½∂²γ²/∂p²; O(T H³) extra per recurrent layer).
+        p: the lp path regularizer for MLPs (Algorithm 1 of the 2015 paper); 2 for RNNs.
+        momentum, dampening, nesterov: as in :class:`torch.optim.SGD`, applied to the normalized direction.
+        weight_decay: L2 coefficient, added to the gradient *before* normalization (it is part of L).
+        lr_scale: the step scale s (module docstring): "path_norm" (default), None, or a number.
+        kappa_every: recompute κ every this many steps (1 = every step, the exact method).
+    """
+
+    def __init__(self, model, lr: float, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,
+                 momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+                 lr_scale="path_norm", kappa_every: int = 1):
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
+        if momentum < 0:
+            raise ValueError(f"Invalid momentum value: {momentum} (must be >= 0)")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay} (must be >= 0)")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, path_scale=None)
+        super().__init__(_model_params(model), defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with_grad = []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if group["weight_decay"]:
+                for param in params:
+                    param.grad.add_(param, alpha=group["weight_decay"])
+            with_grad.append(params)
+        # One κ computation per step for all groups; the scale lives in the groups (state_dict).
+        first = self.param_groups[0]
+        self.geometry.normalize_([p for params in with_grad for p in params], first)
+        for group, params in zip(self.param_groups, with_grad):
+            group["path_scale"] = first["path_scale"]
+            for param in params:
+                direction = param.grad
+                if group["momentum"]:
+                    state = self.state[param]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = direction.clone()
+                    else:
+                        buf.mul_(group["momentum"]).add_(direction, alpha=1 - group["dampening"])
+                    direction = direction.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                param.add_(direction, alpha=-group["lr"])
+        return loss
+
+
+class PathNormalized(Optimizer):
+    """Feeds path-normalized gradients, s·∂L/∂p/κ, into any torch optimizer (the 2016 paper uses Adam).
+
+        opt = PathNormalized(torch.optim.Adam, model, seq_len=50, lr=1e-3)
+
+    ``**kwargs`` go to ``optimizer_cls``. ``state_dict()`` holds the inner optimizer's state, and
+    the step scale. After ``step()`` the ``.grad`` fields hold the normalized gradients.
+    """
+
+    def __init__(self, optimizer_cls, model, seq_len: int | None = None, second_order: bool = False,
+                 p: float = 2.0, lr_scale="path_norm", kappa_every: int = 1, **kwargs):
+        if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)):
+            raise TypeError(f"optimizer_cls must be a torch.optim.Optimizer class, got {optimizer_cls!r}")
+        self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
+        self.inner = optimizer_cls(_model_params(model), **kwargs)
+        self._scale = {"path_scale": None}
+        # Share the inner optimizer's groups and state, so schedulers and state_dict see one optimizer.
+        self.defaults = self.inner.defaults
+        self.param_groups = self.inner.param_groups
+        self.state = self.inner.state
+        self._optimizer_step_pre_hooks = {}
+        self._optimizer_step_post_hooks = {}
+        self._optimizer_state_dict_pre_hooks = {}
+        self._optimizer_state_dict_post_hooks = {}
+        self._optimizer_load_state_dict_pre_hooks = {}
+        self._optimizer_load_state_dict_post_hooks = {}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self.geometry.normalize_(params, self._scale)
+        self.inner.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.inner.zero_grad(set_to_none)
+
+    def state_dict(self):
+        return {"inner": self.inner.state_dict(), "path_scale": self._scale["path_scale"]}
+
+    def load_state_dict(self, state_dict):
+        self.inner.load_state_dict(state_dict["inner"])
+        self.param_groups, self.state = self.inner.param_groups, self.inner.state
+        self._scale["path_scale"] = state_dict["path_scale"]
+
+    def __repr__(self):
+        return f"PathNormalized({self.inner!r})"

@@ -1,0 +1,59 @@
+"""What a task gives the trainer: batches, a loss, a metric, and how the model must be shaped."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+
+@dataclass
+class TaskSpec:
+    """Shape of the model a task needs, and how it is judged.
+
+    ``output`` is "last" (one prediction per sequence) or "all" (one per step). ``vocab_size`` is set
+    for token inputs. ``metric_name`` names what ``evaluate`` reports as the test metric, and
+    ``lower_is_better`` says which way is good. ``baseline`` is the metric of a trivial predictor."""
+
+    name: str
+    input_size: int
+    output_size: int
+    output: str
+    seq_len: int
+    metric_name: str
+    lower_is_better: bool
+    baseline: float | None = None
+    vocab_size: int | None = None
+
+
+class Task:
+    """Base class. Subclasses set ``spec`` and implement the three methods below."""
+
+    spec: TaskSpec
+
+    def train_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed batches of ``split`` ("valid" or "test")."""
+        raise NotImplementedError
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metric_sums(self, output: torch.Tensor, target: torch.Tensor) -> tuple[float, float, int]:
+        """(summed loss, summed metric, count) of one batch, so that evaluation can average exactly."""
+        raise NotImplementedError
+
+    def finish_metric(self, loss_sum: float, metric_sum: float, count: int) -> tuple[float, float]:
+        """(mean loss, metric) from the sums; override when the metric is not a plain mean."""
+        return loss_sum / count, metric_sum / count
+
+    @torch.no_grad()
+    def evaluate(self, model: Callable, split: str = "test", batch_size: int = 500) -> tuple[float, float]:
+        loss_sum = metric_sum = 0.0
+        count = 0
+        for x, y in self.eval_batches(split, batch_size):
+            l, m, n = self.metric_sums(model(x), y)
+            loss_sum, metric_sum, count = loss_sum + l, metric_sum + m, count + n
+        return self.finish_metric(loss_sum, metric_sum, count)

@@ -1,0 +1,45 @@
+"""Turn a RunConfig into a model and an optimizer."""
+from __future__ import annotations
+
+import torch
+
+from ..nets import LSTM, ReLURNN, init_rnn_
+from ..nets.init import init_recurrent_
+from ..optim import PathNormalized, PathSGD
+from ..tasks import TaskSpec
+
+
+def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -> torch.nn.Module:
+    common = dict(output=spec.output, vocab_size=spec.vocab_size)
+    if cfg.model == "lstm":
+        model = LSTM(spec.input_size, cfg.hidden, spec.output_size, cfg.layers, **common)
+        if cfg.init != "orthogonal":
+            init_recurrent_(model, cfg.init, a=cfg.init_scale, generator=generator)
+        return model
+    model = ReLURNN(spec.input_size, cfg.hidden, spec.output_size, cfg.layers,
+                    nonlinearity=cfg.resolved_nonlinearity(), **common)
+    init_rnn_(model, cfg.init, recurrent_scale=cfg.init_scale, nonrecurrent_scale=cfg.input_scale,
+              generator=generator)
+    return model
+
+
+def build_optimizer(cfg, model: torch.nn.Module, seq_len: int) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    lr = cfg.lr
+    path_kw = dict(seq_len=seq_len, second_order=cfg.kappa2,
+                   lr_scale=None if cfg.path_lr_scale == "none" else cfg.path_lr_scale)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if cfg.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if cfg.optimizer == "path-sgd":
+        return PathSGD(model, lr=lr, **path_kw)
+    if cfg.optimizer == "path-adam":
+        return PathNormalized(torch.optim.Adam, model, lr=lr, **path_kw)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")

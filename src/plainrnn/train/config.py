@@ -1,0 +1,73 @@
+"""One config object for a run (nanoGPT style): every knob, its default, and its allowed values."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..nets.init import RECURRENT_INITS
+
+MODELS = ("relu", "tanh", "lstm")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path-adam")
+
+
+@dataclass
+class RunConfig:
+    task: str = "adding"
+    model: str = "relu"
+    seq_len: int = 100
+    hidden: int = 100
+    layers: int = 1
+    nonlinearity: str | None = None      # None: relu for --model relu, tanh for --model tanh
+    init: str = "identity"
+    init_scale: float = 0.01             # a of the uniform recurrent init
+    input_scale: float = 0.01            # non-recurrent weights from U[-s, s] (2016 paper)
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9                # used by --optimizer momentum and path-sgd
+    batch_size: int = 50
+    steps: int = 1000
+    clip: float | None = None            # max gradient norm; None: no clipping
+    eval_every: int = 100
+    seed: int = 0
+    kappa2: bool = False                 # Path-SGD with the second-order term κ2
+    path_lr_scale: str = "path_norm"     # "path_norm" or "none"
+    out: str = "runs"                    # parent directory of run directories
+    name: str | None = None              # run directory name; default built from the settings
+
+    def run_name(self) -> str:
+        return self.name or f"{self.task}-T{self.seq_len}-{self.model}-{self.init}-{self.optimizer}-lr{self.lr:g}-s{self.seed}"
+
+    def resolved_nonlinearity(self) -> str:
+        return self.nonlinearity or ("tanh" if self.model == "tanh" else "relu")
+
+    def validate(self) -> "RunConfig":
+        """Raises ValueError naming the field and what is allowed."""
+        def need(cond, field, allowed, value):
+            if not cond:
+                raise ValueError(f"{field} must be {allowed}, got {value!r}")
+
+        from ..tasks import TASKS
+        need(self.task in TASKS, "task", f"one of {', '.join(sorted(TASKS))}", self.task)
+        need(self.model in MODELS, "model", f"one of {', '.join(MODELS)}", self.model)
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
+        need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)}", self.init)
+        need(self.nonlinearity in (None, "relu", "tanh"), "nonlinearity", "relu or tanh", self.nonlinearity)
+        need(self.lr > 0, "lr", "> 0", self.lr)
+        need(self.seq_len >= 2, "seq_len", ">= 2", self.seq_len)
+        for field in ("hidden", "layers", "batch_size", "steps", "eval_every"):
+            need(getattr(self, field) >= 1, field, ">= 1", getattr(self, field))
+        need(self.clip is None or self.clip > 0, "clip", "> 0", self.clip)
+        need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)
+        need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)
+        need(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
+        need(self.path_lr_scale in ("path_norm", "none"), "path_lr_scale", "path_norm or none", self.path_lr_scale)
+        if self.optimizer.startswith("path") and self.model == "lstm":
+            raise ValueError("optimizer path-* needs a ReLU network (--model relu or tanh), not lstm")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
