@@ -24,6 +24,8 @@ T ≤ 1000 and squared spectral radius ≤ 1.5.
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
 from torch.optim import Optimizer
 
@@ -55,24 +57,28 @@ class _PathGeometry:
         # Validate the model and seq_len now, so a wrong setup fails at construction, not at step 1.
         kappa_entries(model, seq_len, second_order, p)
         self.names = {param: name for name, param in model.named_parameters()}
-        self.entries: dict | None = None
-        self.calls = 0
 
-    def normalize_(self, params, scale_holder: dict) -> None:
-        if self.entries is None or self.calls % self.kappa_every == 0:
-            self.entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p)
-            if scale_holder.get("path_scale") is None:
-                rule = self.scale_rule
-                scale_holder["path_scale"] = float(gamma2) if rule == "path_norm" else rule
-        self.calls += 1
-        scale = scale_holder["path_scale"]
+    def normalize_(self, params, holder: dict, state) -> None:
+        """grad ← s·grad/κ for ``params``. ``holder`` (a param group or a dict in the state_dict) keeps
+        the scale s and the step count; ``state[param]["kappa"]`` caches κ between recomputations,
+        so a resumed optimizer continues exactly."""
+        steps = holder.get("path_steps") or 0
+        recompute = steps % self.kappa_every == 0 or any("kappa" not in state[p] for p in params)
+        if recompute:
+            entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p)
+            if holder.get("path_scale") is None:
+                holder["path_scale"] = float(gamma2) if self.scale_rule == "path_norm" else self.scale_rule
+        holder["path_steps"] = steps + 1
+        scale = holder["path_scale"]
         for param in params:
             if param.grad is None:
                 continue
             name = self.names.get(param)
             if name is None:
                 raise ValueError("a parameter passed to the optimizer is not a parameter of its model")
-            divide_(param.grad, self.entries[name], scale)
+            if recompute:
+                state[param]["kappa"] = entries[name]
+            divide_(param.grad, state[param]["kappa"], scale)
 
 
 def _model_params(model):
@@ -113,7 +119,7 @@ class PathSGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, path_scale=None)
+                        nesterov=nesterov, path_scale=None, path_steps=0)
         super().__init__(_model_params(model), defaults)
 
     @torch.no_grad()
@@ -131,9 +137,9 @@ class PathSGD(Optimizer):
             with_grad.append(params)
         # One κ computation per step for all groups; the scale lives in the groups (state_dict).
         first = self.param_groups[0]
-        self.geometry.normalize_([p for params in with_grad for p in params], first)
+        self.geometry.normalize_([p for params in with_grad for p in params], first, self.state)
         for group, params in zip(self.param_groups, with_grad):
-            group["path_scale"] = first["path_scale"]
+            group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]
             for param in params:
                 direction = param.grad
                 if group["momentum"]:
@@ -163,7 +169,10 @@ class PathNormalized(Optimizer):
             raise TypeError(f"optimizer_cls must be a torch.optim.Optimizer class, got {optimizer_cls!r}")
         self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
         self.inner = optimizer_cls(_model_params(model), **kwargs)
-        self._scale = {"path_scale": None}
+        self._scale = {"path_scale": None, "path_steps": 0}
+        # κ cache kept apart from the inner state: optimizers like Adam initialize a param's state
+        # when it is empty, so a foreign key there would break them.
+        self._kappa = defaultdict(dict)
         # Share the inner optimizer's groups and state, so schedulers and state_dict see one optimizer.
         self.defaults = self.inner.defaults
         self.param_groups = self.inner.param_groups
@@ -182,7 +191,7 @@ class PathNormalized(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
-        self.geometry.normalize_(params, self._scale)
+        self.geometry.normalize_(params, self._scale, self._kappa)
         self.inner.step()
         return loss
 
@@ -190,12 +199,19 @@ class PathNormalized(Optimizer):
         self.inner.zero_grad(set_to_none)
 
     def state_dict(self):
-        return {"inner": self.inner.state_dict(), "path_scale": self._scale["path_scale"]}
+        order = [p for group in self.param_groups for p in group["params"]]
+        return {"inner": self.inner.state_dict(), **self._scale,
+                "kappa": [self._kappa[p].get("kappa") for p in order]}
 
     def load_state_dict(self, state_dict):
         self.inner.load_state_dict(state_dict["inner"])
         self.param_groups, self.state = self.inner.param_groups, self.inner.state
-        self._scale["path_scale"] = state_dict["path_scale"]
+        self._scale.update(path_scale=state_dict["path_scale"], path_steps=state_dict["path_steps"])
+        order = [p for group in self.param_groups for p in group["params"]]
+        self._kappa = defaultdict(dict)
+        for param, entry in zip(order, state_dict["kappa"]):
+            if entry is not None:
+                self._kappa[param]["kappa"] = entry
 
     def __repr__(self):
         return f"PathNormalized({self.inner!r})"

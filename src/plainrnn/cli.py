@@ -1,0 +1,136 @@
+"""`plainrnn demo | train | bench` – the command line.
+
+Bad input gets one line naming the flag and what is allowed, exit status 2, and no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .nets.init import RECURRENT_INITS
+from .train.config import MODELS, OPTIMIZERS, RunConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line: 'plainrnn train: error: ...'."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind, name, minimum=None, strict=False):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if minimum is not None and (value <= minimum if strict else value < minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+    return parse
+
+
+def _choice(name, allowed):
+    def parse(text):
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"unknown {text!r}; allowed: {', '.join(allowed)}")
+        return text
+    return parse
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from .tasks import TASKS
+    d = RunConfig()
+    p.add_argument("--task", type=_choice("--task", sorted(TASKS)), default=d.task,
+                   help=f"benchmark task: {', '.join(sorted(TASKS))} (default: %(default)s)")
+    p.add_argument("--model", type=_choice("--model", MODELS), default=d.model,
+                   help="relu: plain ReLU RNN; tanh: plain tanh RNN; lstm: LSTM baseline (default: %(default)s)")
+    p.add_argument("--seq-len", type=_number(int, "--seq-len", 2), default=d.seq_len,
+                   help="sequence length T, at least 2 (default: %(default)s)")
+    p.add_argument("--hidden", type=_number(int, "--hidden", 1), default=d.hidden, help="hidden units per layer (default: %(default)s)")
+    p.add_argument("--layers", type=_number(int, "--layers", 1), default=d.layers, help="recurrent layers (default: %(default)s)")
+    p.add_argument("--nonlinearity", type=_choice("--nonlinearity", ("relu", "tanh")), default=None,
+                   help="override the model's nonlinearity: relu or tanh")
+    p.add_argument("--init", type=_choice("--init", RECURRENT_INITS), default=d.init,
+                   help=f"recurrent init: {', '.join(RECURRENT_INITS)} (default: %(default)s = IRNN)")
+    p.add_argument("--init-scale", type=_number(float, "--init-scale", 0, True), default=d.init_scale,
+                   help="a of the uniform recurrent init U[-a, a] (default: %(default)s)")
+    p.add_argument("--input-scale", type=_number(float, "--input-scale", 0, True), default=d.input_scale,
+                   help="non-recurrent weights from U[-s, s] (default: %(default)s, as in the 2016 paper)")
+    p.add_argument("--optimizer", type=_choice("--optimizer", OPTIMIZERS), default=d.optimizer,
+                   help="sgd, momentum (SGD+0.9), adam, adagrad, rmsprop, path-sgd (Path-SGD), "
+                        "path-adam (Adam on path-normalized gradients) (default: %(default)s)")
+    p.add_argument("--lr", type=_number(float, "--lr", 0, True), default=d.lr, help="learning rate, > 0 (default: %(default)s)")
+    p.add_argument("--kappa2", action="store_true", help="Path-SGD with the second-order term κ2 (exact ½∂²γ²/∂p²)")
+    p.add_argument("--path-lr-scale", type=_choice("--path-lr-scale", ("path_norm", "none")), default=d.path_lr_scale,
+                   help="Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8) "
+                        "(default: %(default)s)")
+    p.add_argument("--batch-size", type=_number(int, "--batch-size", 1), default=d.batch_size, help="minibatch size (default: %(default)s)")
+    p.add_argument("--steps", type=_number(int, "--steps", 1), default=d.steps, help="training steps (default: %(default)s)")
+    p.add_argument("--clip", type=_number(float, "--clip", 0, True), default=None, help="clip the gradient norm at this value (default: off)")
+    p.add_argument("--eval-every", type=_number(int, "--eval-every", 1), default=d.eval_every,
+                   help="evaluate on the validation and test sets every N steps (default: %(default)s)")
+    p.add_argument("--seed", type=_number(int, "--seed", 0), default=d.seed, help="random seed: same seed, same numbers (default: %(default)s)")
+    p.add_argument("--out", default=d.out, help="parent directory of run directories (default: %(default)s)")
+    p.add_argument("--name", default=None, help="run directory name (default: built from the settings)")
+    p.add_argument("--json", action="store_true", help="print the run summary as one JSON object on the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from(args) -> RunConfig:
+    fields = RunConfig.fields()
+    return RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+    cfg = _config_from(args)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        print(f"plainrnn train: error: {e}", file=sys.stderr)
+        return 2
+    summary = train(cfg, progress=False if args.quiet else None)
+    if not args.json:
+        status = f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']})" if summary["diverged"] \
+            else f"test {summary['metric']} {summary['test_metric']:.6g} (baseline {summary['baseline']:.4g})"
+        print(f"{cfg.run_name()}: {status}; {summary['wall_s']:.1f} s; run dir {summary['run_dir']}")
+    print(json.dumps(summary) if args.json else "", end="\n" if args.json else "")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .experiments.demo import run_demo
+    return run_demo(out=args.out, steps=args.steps, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD: train, demo, bench.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="the adding problem at T=100, three setups side by side (under 3 minutes)",
+                          description="Trains the adding problem at T=100 with IRNN+SGD, ReLU RNN+Adam and "
+                                      "ReLU RNN+Path-SGD; prints a table of test MSE and writes a learning-curve PNG.")
+    demo.add_argument("--out", default="runs", help="parent directory of the demo's runs (default: %(default)s)")
+    demo.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="override the steps per setup")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_cmd_demo)
+
+    train = sub.add_parser("train", help="train one model on one task", description="Train one model on one task.")
+    _add_train_arguments(train)
+    train.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

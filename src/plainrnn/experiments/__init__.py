@@ -1,0 +1,1 @@
+"""Run recipes, demo, reports and plots. Nothing below this package imports from it."""

@@ -1,0 +1,108 @@
+"""Geodesic SGD on orthogonal matrices, and the 2017 paper's optimizer setup for a model."""
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+from ..stiefel.cayley import cayley_step, orthogonality_error, reorthonormalize_
+
+
+class StiefelSGD(Optimizer):
+    """W ← (I + η/2·A)⁻¹ (I − η/2·A) W with A = G Wᵀ − W Gᵀ (2017 paper, eq. 9), for square
+    orthogonal parameters. See :func:`plainrnn.stiefel.cayley_step`.
+
+    Drift control: in exact arithmetic W stays orthogonal; in float32 rounding accumulates. Every
+    ``check_every`` steps we measure ‖WᵀW − I‖ (max-abs) and, if it exceeds ``tol``, pull W back with
+    Newton–Schulz iterations (:func:`plainrnn.stiefel.reorthonormalize_`). The check costs one matrix
+    product per ``check_every`` steps; defaults keep float32 drift below 1e-5.
+    """
+
+    def __init__(self, params, lr: float, check_every: int = 100, tol: float | None = None):
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
+        if not isinstance(check_every, int) or check_every < 1:
+            raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
+        super().__init__(params, dict(lr=lr, check_every=check_every, tol=tol))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dim() != 2 or p.shape[0] != p.shape[1]:
+                    raise ValueError(f"StiefelSGD needs square orthogonal matrices, got a parameter of shape {tuple(p.shape)}")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                state["step"] = state.get("step", 0) + 1
+                p.copy_(cayley_step(p, p.grad, group["lr"]))
+                if state["step"] % group["check_every"] == 0:
+                    tol = group["tol"] if group["tol"] is not None else (1e-6 if p.dtype == torch.float32 else 1e-12)
+                    if orthogonality_error(p) > tol:
+                        reorthonormalize_(p)
+                        state["reorthonormalized"] = state.get("reorthonormalized", 0) + 1
+        return loss
+
+
+class Combined(Optimizer):
+    """Several optimizers stepping together as one (for the paper's geodesic + RMSprop setup)."""
+
+    def __init__(self, *optimizers: Optimizer):
+        self.optimizers = list(optimizers)
+        self.defaults = {}
+        self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
+        self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = {}, {}
+        self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks = {}, {}
+
+    @property
+    def param_groups(self):
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    @property
+    def state(self):
+        merged = {}
+        for o in self.optimizers:
+            merged.update(o.state)
+        return merged
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for o in self.optimizers:
+            o.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none)
+
+    def state_dict(self):
+        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state_dict):
+        for o, sd in zip(self.optimizers, state_dict["optimizers"]):
+            o.load_state_dict(sd)
+
+    def __repr__(self):
+        return "Combined(" + ", ".join(type(o).__name__ for o in self.optimizers) + ")"
+
+
+def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=torch.optim.RMSprop,
+                       **kwargs) -> Combined:
+    """The 2017 paper's setup: geodesic SGD on every U and V at ``orth_lr``, ``optimizer_cls`` (RMSprop)
+    on the rest at ``lr``, except the spectrum parameters p whose lr is divided by 2m: eq. 10 scales
+    the gradient reaching p by 2m, and this undoes it (not done for m = 0, where p has no effect)."""
+    orthogonal = model.orthogonal_parameters()
+    ids = {id(p) for p in orthogonal}
+    spectra = [model.spectrum(k) for k in range(model.num_layers)]
+    ids_spectra = {id(p) for p in spectra}
+    rest = [p for p in model.parameters() if id(p) not in ids and id(p) not in ids_spectra and p.requires_grad]
+    groups = [dict(params=rest)]
+    margin = getattr(model, "margin", None)
+    spectrum_lr = lr / (2 * margin) if margin else lr
+    groups.append(dict(params=spectra, lr=spectrum_lr))
+    return Combined(StiefelSGD(orthogonal, lr=orth_lr), optimizer_cls(groups, lr=lr, **kwargs))

@@ -1,0 +1,40 @@
+"""Soft constraints of the 2017 paper (§3.1, §3.2), usable with any recurrent model.
+
+    orthogonality_penalty(W)   = ‖WᵀW − I‖²_F                       (§3.2; multiply by λ)
+    singular_value_prior(s)    = Σ_i (s_i − 1)²                      (a mean-one Gaussian prior, §3.2)
+    composite_weight_decay(W)  = ‖W‖²_F of the composite W = U S Vᵀ (§3.1: weight decay applies to W,
+                                 not to the factors; for orthogonal U, V it equals Σ s_i²)
+"""
+from __future__ import annotations
+
+import torch
+
+
+def orthogonality_penalty(W: torch.Tensor) -> torch.Tensor:
+    eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
+    return (W.mT @ W - eye).square().sum()
+
+
+def singular_value_prior(s: torch.Tensor) -> torch.Tensor:
+    return (s - 1).square().sum()
+
+
+def composite_weight_decay(W: torch.Tensor) -> torch.Tensor:
+    return W.square().sum()
+
+
+def recurrent_penalty(model, *, orth: float = 0.0, sv_prior: float = 0.0, weight_decay: float = 0.0) -> torch.Tensor | float:
+    """λ_orth Σ_l ‖W_lᵀW_l − I‖² + λ_sv Σ_l Σ_i (s_i − 1)² + λ_wd Σ_l ‖W_l‖², over the recurrent
+    layers of ``model``. The prior needs singular values: it uses ``model.singular_values(l)`` when the
+    model has them (SpectralRNN) and torch.linalg.svdvals otherwise."""
+    total = 0.0
+    for layer in range(model.recurrent_layers()):
+        W = model.recurrent_weight(layer)
+        if orth:
+            total = total + orth * orthogonality_penalty(W)
+        if sv_prior:
+            s = model.singular_values(layer) if hasattr(model, "singular_values") else torch.linalg.svdvals(W)
+            total = total + sv_prior * singular_value_prior(s)
+        if weight_decay:
+            total = total + weight_decay * composite_weight_decay(W)
+    return total

@@ -1,0 +1,169 @@
+import copy
+
+import pytest
+import torch
+
+import plainrnn as pr
+
+
+def _rnn(layers=2, output="last", seed=0):
+    torch.manual_seed(seed)
+    model = pr.ReLURNN(3, 6, 2, num_layers=layers, output=output).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.4, 0.4)
+    return model
+
+
+def _batches(n, T=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, T, 3, generator=g, dtype=torch.float64),
+             torch.randn(8, 2, generator=g, dtype=torch.float64)) for _ in range(n)]
+
+
+def _train(model, make_opt, batches):
+    opt = make_opt(model)
+    for x, y in batches:
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    return model
+
+
+def _alphas(model, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.exp(torch.randn(model.hidden_size, generator=g, dtype=torch.float64)) for _ in range(model.num_layers)]
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+@pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-adam-free"])
+def test_training_is_invariant_to_rescaling(second_order, maker):
+    """Theorem 2: 20 Path-SGD steps from w and from T_α(w) give the same function."""
+    def make(model):
+        if maker == "path-sgd":
+            return pr.optim.PathSGD(model, lr=0.05, seq_len=7, second_order=second_order)
+        if maker == "path-sgd-momentum":
+            return pr.optim.PathSGD(model, lr=0.02, seq_len=7, second_order=second_order, momentum=0.9)
+        return pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, second_order=second_order, lr=0.05)
+
+    batches = _batches(20)
+    a = _rnn()
+    b = copy.deepcopy(a)
+    pr.path.rescale_(b, _alphas(b))
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    assert (a.weight_ih_l0 - b.weight_ih_l0).abs().max() > 0.1
+    _train(a, make, batches)
+    _train(b, make, batches)
+    start = _rnn()(x)
+    assert (a(x) - start).abs().max() > 1e-2  # it did train
+    torch.testing.assert_close(a(x), b(x), rtol=1e-9, atol=1e-10)
+
+
+def test_plain_sgd_is_not_invariant_and_the_test_can_tell():
+    batches = _batches(20)
+    a = _rnn()
+    b = copy.deepcopy(a)
+    pr.path.rescale_(b, _alphas(b))
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    make = lambda m: torch.optim.SGD(m.parameters(), lr=0.05)
+    _train(a, make, batches)
+    _train(b, make, batches)
+    assert (a(x) - b(x)).abs().max() > 1e-4
+
+
+def test_mlp_training_is_invariant_for_every_p():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(3, (16,), generator=g)
+    for p in (1, 2, 3):
+        a = pr.MLP(5, [7, 6], 3).double()
+        b = copy.deepcopy(a)
+        pr.path.rescale_(b, [torch.exp(torch.randn(n, generator=g, dtype=torch.float64)) for n in (7, 6)])
+        for model in (a, b):
+            opt = pr.optim.PathSGD(model, lr=0.1, p=p)
+            for _ in range(20):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+        torch.testing.assert_close(a(x), b(x), rtol=1e-9, atol=1e-10)
+
+
+def test_gradients_really_are_divided_by_kappa():
+    model = _rnn()
+    x, y = _batches(1)[0]
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    kappa = pr.path.kappa(model, seq_len=7)
+    opt = pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_scale=None)
+    opt.step()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), before[n] - 0.01 * grads[n] / kappa[n], rtol=1e-12, atol=1e-15)
+    # The default scale is the path norm at the first step, frozen afterwards and kept in state_dict.
+    opt2 = pr.optim.PathSGD(model, lr=0.01, seq_len=7)
+    model.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    gamma2 = pr.path.path_norm(model, seq_len=7).item()
+    opt2.step()
+    assert opt2.state_dict()["param_groups"][0]["path_scale"] == pytest.approx(gamma2, rel=1e-12)
+
+
+def test_small_step_decreases_the_loss():
+    model = _rnn(layers=1)
+    x, y = _batches(1)[0]
+    loss = lambda: torch.nn.functional.mse_loss(model(x), y)
+    opt = pr.optim.PathSGD(model, lr=1e-3, seq_len=7, second_order=True)
+    before = loss()
+    before.backward()
+    opt.step()
+    assert loss().item() < before.item()
+
+
+def test_dead_unit_gets_a_zero_step_not_nan():
+    model = _rnn(layers=1)
+    with torch.no_grad():
+        model.weight_out[:, 2] = 0.0  # unit 2 has no outgoing edge: κ = 0 on its incoming weights
+        model.weight_hh_l0[:, 2] = 0.0
+    x, y = _batches(1)[0]
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    row_before = model.weight_ih_l0[2].detach().clone()
+    pr.optim.PathSGD(model, lr=0.1, seq_len=7, lr_scale=None).step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert torch.equal(model.weight_ih_l0[2], row_before)
+
+
+def test_state_dict_round_trips_and_kappa_every():
+    model = _rnn()
+    opt = pr.optim.PathSGD(model, lr=0.01, seq_len=7, momentum=0.9, kappa_every=3)
+    _train(model, lambda m: opt, _batches(2))
+    clone = copy.deepcopy(model)
+    opt2 = pr.optim.PathSGD(clone, lr=0.01, seq_len=7, momentum=0.9, kappa_every=3)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert opt2.param_groups[0]["path_scale"] == opt.param_groups[0]["path_scale"]
+    batches = _batches(3, seed=9)
+    _train(model, lambda m: opt, batches)
+    _train(clone, lambda m: opt2, batches)
+    for p, q in zip(model.parameters(), clone.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+    wrapped = pr.optim.PathNormalized(torch.optim.Adam, model, seq_len=7, lr=1e-3)
+    _train(model, lambda m: wrapped, _batches(2))
+    sd = wrapped.state_dict()
+    other = pr.optim.PathNormalized(torch.optim.Adam, copy.deepcopy(model), seq_len=7, lr=1e-3)
+    other.load_state_dict(sd)
+    assert other.state_dict()["path_scale"] == sd["path_scale"]
+    assert len(other.state) == len(list(model.parameters()))
+
+
+def test_constructor_errors_name_the_bad_value():
+    model = _rnn()
+    with pytest.raises(ValueError, match="Invalid learning rate: -1"):
+        pr.optim.PathSGD(model, lr=-1, seq_len=5)
+    with pytest.raises(ValueError, match="seq_len"):
+        pr.optim.PathSGD(model, lr=0.1)
+    with pytest.raises(ValueError, match="lr_scale"):
+        pr.optim.PathSGD(model, lr=0.1, seq_len=5, lr_scale="huge")
+    with pytest.raises(TypeError, match="optimizer_cls"):
+        pr.optim.PathNormalized("adam", model, seq_len=5)
+    with pytest.raises(TypeError, match="path geometry"):
+        pr.optim.PathSGD(pr.LSTM(2, 3, 1), lr=0.1, seq_len=5)

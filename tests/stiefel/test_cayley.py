@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from plainrnn.stiefel import cayley_step, orthogonality_error, reorthonormalize_, skew_generator
+
+
+def _orthogonal(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))
+
+
+def test_stays_orthogonal_to_1e_12():
+    W = _orthogonal(30, 0)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        W = cayley_step(W, torch.randn(30, 30, generator=g, dtype=torch.float64), lr=0.3)
+    assert orthogonality_error(W) < 1e-12
+
+
+def test_generator_is_skew_and_step_matches_the_textbook_formula():
+    W, G = _orthogonal(6, 2), torch.randn(6, 6, dtype=torch.float64)
+    A = skew_generator(W, G)
+    torch.testing.assert_close(A, -A.t())
+    I = torch.eye(6, dtype=torch.float64)
+    expected = torch.linalg.inv(I + 0.05 * A) @ (I - 0.05 * A) @ W
+    torch.testing.assert_close(cayley_step(W, G, 0.1), expected, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_step_descends_on_a_linear_loss(seed):
+    W = _orthogonal(8, seed)
+    G = torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 10))
+    loss = lambda M: torch.trace(G.t() @ M)  # L(W) = tr(GᵀW), so ∂L/∂W = G
+    assert loss(cayley_step(W, G, 1e-3)) < loss(W)
+
+
+def test_closed_form_2x2_rotation():
+    # W = I, G = [[0, g], [-g, 0]] ⇒ A = G − Gᵀ = 2G, and the Cayley transform of a 2×2 skew matrix
+    # [[0, c], [-c, 0]] (c = η g) is the rotation by θ with tan(θ/2) = c.
+    g, lr = 0.7, 0.4
+    G = torch.tensor([[0.0, g], [-g, 0.0]], dtype=torch.float64)
+    c = lr * g
+    theta = 2 * math.atan(c)
+    R = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype=torch.float64)
+    torch.testing.assert_close(cayley_step(torch.eye(2, dtype=torch.float64), G, lr), R, rtol=1e-14, atol=1e-14)
+
+
+def test_reorthonormalize_pulls_a_drifted_matrix_back():
+    W = _orthogonal(40, 3) + 1e-4 * torch.randn(40, 40, dtype=torch.float64)
+    assert orthogonality_error(W) > 1e-5
+    reorthonormalize_(W)
+    assert orthogonality_error(W) < 1e-12
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="square W"):
+        cayley_step(torch.zeros(2, 3), torch.zeros(2, 3), 0.1)
