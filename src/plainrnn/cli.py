@@ -9,7 +9,7 @@ import json
 import sys
 
 from .nets.init import RECURRENT_INITS
-from .train.config import MODELS, OPTIMIZERS, RunConfig
+from .train.config import MODELS, NONLINEARITIES, OPTIMIZERS, RunConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,13 +45,14 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", type=_choice("--task", sorted(TASKS)), default=d.task,
                    help=f"benchmark task: {', '.join(sorted(TASKS))} (default: %(default)s)")
     p.add_argument("--model", type=_choice("--model", MODELS), default=d.model,
-                   help="relu: plain ReLU RNN; tanh: plain tanh RNN; lstm: LSTM baseline (default: %(default)s)")
+                   help="relu: plain ReLU RNN; tanh: plain tanh RNN; lstm: LSTM baseline; spectral: W = U diag(s) Vᵀ "
+                        "with geodesic steps on U, V (default: %(default)s)")
     p.add_argument("--seq-len", type=_number(int, "--seq-len", 2), default=d.seq_len,
                    help="sequence length T, at least 2 (default: %(default)s)")
     p.add_argument("--hidden", type=_number(int, "--hidden", 1), default=d.hidden, help="hidden units per layer (default: %(default)s)")
     p.add_argument("--layers", type=_number(int, "--layers", 1), default=d.layers, help="recurrent layers (default: %(default)s)")
-    p.add_argument("--nonlinearity", type=_choice("--nonlinearity", ("relu", "tanh")), default=None,
-                   help="override the model's nonlinearity: relu or tanh")
+    p.add_argument("--nonlinearity", type=_choice("--nonlinearity", NONLINEARITIES), default=None,
+                   help="override the model's nonlinearity: relu, tanh; with --model spectral also none, oplu, prelu")
     p.add_argument("--init", type=_choice("--init", RECURRENT_INITS), default=d.init,
                    help=f"recurrent init: {', '.join(RECURRENT_INITS)} (default: %(default)s = IRNN)")
     p.add_argument("--init-scale", type=_number(float, "--init-scale", 0, True), default=d.init_scale,
@@ -66,6 +67,16 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--path-lr-scale", type=_choice("--path-lr-scale", ("path_norm", "none")), default=d.path_lr_scale,
                    help="Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8) "
                         "(default: %(default)s)")
+    p.add_argument("--margin", type=_number(float, "--margin", 0), default=None,
+                   help="spectral model: keep singular values in [1-m, 1+m] (eq. 10); unset: free singular values")
+    p.add_argument("--orth-lr", type=_number(float, "--orth-lr", 0, True), default=d.orth_lr,
+                   help="spectral model: geodesic SGD learning rate on U and V (default: %(default)g, the 2017 paper's)")
+    p.add_argument("--orth-penalty", type=_number(float, "--orth-penalty", 0), default=d.orth_penalty,
+                   help="add λ‖WᵀW − I‖² to the loss, any recurrent model (default: 0)")
+    p.add_argument("--sv-prior", type=_number(float, "--sv-prior", 0), default=d.sv_prior,
+                   help="add λ Σ(s_i − 1)², a mean-one Gaussian prior on W's singular values (default: 0)")
+    p.add_argument("--weight-decay", type=_number(float, "--weight-decay", 0), default=d.weight_decay,
+                   help="add λ‖W‖² on the composite recurrent matrix (default: 0; the 2017 paper uses 1e-4)")
     p.add_argument("--batch-size", type=_number(int, "--batch-size", 1), default=d.batch_size, help="minibatch size (default: %(default)s)")
     p.add_argument("--steps", type=_number(int, "--steps", 1), default=d.steps, help="training steps (default: %(default)s)")
     p.add_argument("--clip", type=_number(float, "--clip", 0, True), default=None, help="clip the gradient norm at this value (default: off)")

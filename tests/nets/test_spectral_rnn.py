@@ -97,9 +97,12 @@ def test_inits_through_the_common_module():
 def test_float32_drift_stays_below_1e_5_over_10000_steps():
     torch.manual_seed(0)
     W = torch.nn.Parameter(torch.linalg.qr(torch.randn(64, 64))[0])
-    opt = pr.optim.StiefelSGD([W], lr=1e-2)
-    for _ in range(10_000):
-        W.grad = torch.randn(64, 64)
+    opt = pr.optim.StiefelSGD([W], lr=1e-3)
+    worst = 0.0
+    for step in range(10_000):
+        W.grad = torch.randn(64, 64) * 3  # gradient norm ~ 200, larger than training sees
         opt.step()
-        # no check between the optimizer's own periodic checks: this is the worst point
-    assert orthogonality_error(W.detach()) < 1e-5
+        if step % 3 == 0 or step % 10 == 9:  # includes the step just before every check
+            worst = max(worst, orthogonality_error(W.detach()))
+    assert worst < 1e-5
+    assert opt.state[W].get("reorthonormalized", 0) > 0  # the guard did have to act

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .adding import ADDING_BASELINE_MSE, AddingTask, adding_batch
 from .base import Task, TaskSpec
+from .copy import CopyTask, copy_batch, memoryless_baseline
 
-TASKS = {"adding": AddingTask}
+TASKS = {"adding": AddingTask, "copy": CopyTask}
 
 
 def make_task(name: str, seq_len: int) -> Task:
@@ -13,4 +14,4 @@ def make_task(name: str, seq_len: int) -> Task:
     return TASKS[name](seq_len)
 
 
-__all__ = ["Task", "TaskSpec", "AddingTask", "adding_batch", "make_task", "TASKS", "ADDING_BASELINE_MSE"]
+__all__ = ["CopyTask", "copy_batch", "memoryless_baseline", "Task", "TaskSpec", "AddingTask", "adding_batch", "make_task", "TASKS", "ADDING_BASELINE_MSE"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ..nets import LSTM, ReLURNN, init_rnn_
+from ..nets import LSTM, ReLURNN, SpectralRNN, init_rnn_
 from ..nets.init import init_recurrent_
-from ..optim import PathNormalized, PathSGD
+from ..optim import PathNormalized, PathSGD, spectral_optimizer
 from ..tasks import TaskSpec
 
 
@@ -15,6 +15,11 @@ def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -
         model = LSTM(spec.input_size, cfg.hidden, spec.output_size, cfg.layers, **common)
         if cfg.init != "orthogonal":
             init_recurrent_(model, cfg.init, a=cfg.init_scale, generator=generator)
+        return model
+    if cfg.model == "spectral":
+        model = SpectralRNN(spec.input_size, cfg.hidden, spec.output_size, margin=cfg.margin,
+                            nonlinearity=cfg.resolved_nonlinearity(), num_layers=cfg.layers, **common)
+        init_recurrent_(model, cfg.init, a=cfg.init_scale, generator=generator)
         return model
     model = ReLURNN(spec.input_size, cfg.hidden, spec.output_size, cfg.layers,
                     nonlinearity=cfg.resolved_nonlinearity(), **common)
@@ -28,6 +33,12 @@ def build_optimizer(cfg, model: torch.nn.Module, seq_len: int) -> torch.optim.Op
     lr = cfg.lr
     path_kw = dict(seq_len=seq_len, second_order=cfg.kappa2,
                    lr_scale=None if cfg.path_lr_scale == "none" else cfg.path_lr_scale)
+    if cfg.model == "spectral":
+        # The 2017 paper's setup: geodesic SGD on U and V, the chosen optimizer on everything else.
+        inner = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "adam": torch.optim.Adam,
+                 "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}[cfg.optimizer]
+        extra = {"momentum": cfg.momentum} if cfg.optimizer == "momentum" else {}
+        return spectral_optimizer(model, lr=lr, orth_lr=cfg.orth_lr, optimizer_cls=inner, **extra)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr)
     if cfg.optimizer == "momentum":

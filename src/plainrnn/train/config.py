@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from ..nets.init import RECURRENT_INITS
 
-MODELS = ("relu", "tanh", "lstm")
+MODELS = ("relu", "tanh", "lstm", "spectral")
+NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path-adam")
 
 
@@ -30,6 +31,11 @@ class RunConfig:
     eval_every: int = 100
     seed: int = 0
     kappa2: bool = False                 # Path-SGD with the second-order term κ2
+    margin: float | None = None          # spectral model: singular values in [1-m, 1+m]; None: free
+    orth_lr: float = 1e-6                # spectral model: geodesic SGD learning rate on U and V
+    orth_penalty: float = 0.0            # λ‖WᵀW − I‖² added to the loss (any recurrent model)
+    sv_prior: float = 0.0                # λ Σ(s_i − 1)², the mean-one Gaussian prior on singular values
+    weight_decay: float = 0.0            # λ‖W‖² on the composite recurrent matrix
     path_lr_scale: str = "path_norm"     # "path_norm" or "none"
     out: str = "runs"                    # parent directory of run directories
     name: str | None = None              # run directory name; default built from the settings
@@ -38,7 +44,7 @@ class RunConfig:
         return self.name or f"{self.task}-T{self.seq_len}-{self.model}-{self.init}-{self.optimizer}-lr{self.lr:g}-s{self.seed}"
 
     def resolved_nonlinearity(self) -> str:
-        return self.nonlinearity or ("tanh" if self.model == "tanh" else "relu")
+        return self.nonlinearity or ("tanh" if self.model in ("tanh", "spectral") else "relu")
 
     def validate(self) -> "RunConfig":
         """Raises ValueError naming the field and what is allowed."""
@@ -51,7 +57,13 @@ class RunConfig:
         need(self.model in MODELS, "model", f"one of {', '.join(MODELS)}", self.model)
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
         need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)}", self.init)
-        need(self.nonlinearity in (None, "relu", "tanh"), "nonlinearity", "relu or tanh", self.nonlinearity)
+        need(self.nonlinearity in (None,) + NONLINEARITIES, "nonlinearity", ", ".join(NONLINEARITIES), self.nonlinearity)
+        if self.nonlinearity in ("none", "oplu", "prelu") and self.model != "spectral":
+            raise ValueError(f"nonlinearity {self.nonlinearity} needs --model spectral; relu and tanh work everywhere")
+        need(self.margin is None or self.margin >= 0, "margin", ">= 0 (or unset for free singular values)", self.margin)
+        need(self.orth_lr > 0, "orth_lr", "> 0", self.orth_lr)
+        for field in ("orth_penalty", "sv_prior", "weight_decay"):
+            need(getattr(self, field) >= 0, field, ">= 0", getattr(self, field))
         need(self.lr > 0, "lr", "> 0", self.lr)
         need(self.seq_len >= 2, "seq_len", ">= 2", self.seq_len)
         for field in ("hidden", "layers", "batch_size", "steps", "eval_every"):
@@ -61,8 +73,8 @@ class RunConfig:
         need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
         need(self.path_lr_scale in ("path_norm", "none"), "path_lr_scale", "path_norm or none", self.path_lr_scale)
-        if self.optimizer.startswith("path") and self.model == "lstm":
-            raise ValueError("optimizer path-* needs a ReLU network (--model relu or tanh), not lstm")
+        if self.optimizer.startswith("path") and self.model in ("lstm", "spectral"):
+            raise ValueError(f"optimizer {self.optimizer} needs a plain network (--model relu or tanh), not {self.model}")
         return self
 
     def to_dict(self) -> dict:

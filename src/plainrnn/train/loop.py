@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..stiefel import recurrent_penalty
 from ..tasks import make_task
+from .diagnostics import spectral_stats
 from .build import build_model, build_optimizer
 from .checkpoint import save_checkpoint, write_json
 from .config import RunConfig
@@ -48,6 +50,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
     write_json(run_dir / "config.json", cfg.to_dict())
     log = MetricsLog(run_dir / "metrics.jsonl")
 
+    penalized = bool(cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay)
     start = time.perf_counter()
     diverged, diverged_step, reason = False, None, None
     best_valid, last_eval = None, {}
@@ -57,6 +60,9 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
         model.train()
         x, y = task.train_batch(cfg.batch_size, data_gen)
         loss = task.loss(model(x), y)
+        if penalized:
+            loss = loss + recurrent_penalty(model, orth=cfg.orth_penalty, sv_prior=cfg.sv_prior,
+                                            weight_decay=cfg.weight_decay)
         optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(loss.item()):
             diverged, diverged_step, reason = True, step, f"non-finite loss ({loss.item()})"
@@ -75,6 +81,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
             last_eval = dict(step=step, train_loss=loss.item(), grad_norm=grad_norm, valid_loss=valid_loss,
                              valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric,
                              wall_s=round(time.perf_counter() - start, 3))
+            last_eval.update(spectral_stats(model))
             log.write(last_eval)
             if isinstance(bar, tqdm):
                 bar.set_postfix(test=f"{test_metric:.4g}")

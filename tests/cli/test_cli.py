@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from plainrnn.cli import main
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--lr", "-1"], "argument --lr: must be > 0"),
+    (["--lr", "0"], "argument --lr: must be > 0"),
+    (["--seq-len", "1"], "argument --seq-len: must be >= 2"),
+    (["--task", "nope"], "argument --task: unknown 'nope'; allowed:"),
+    (["--optimizer", "lbfgs"], "argument --optimizer: unknown 'lbfgs'"),
+    (["--init", "zeros"], "argument --init: unknown 'zeros'"),
+    (["--hidden", "ten"], "argument --hidden: must be an integer, got 'ten'"),
+    (["--model", "lstm", "--optimizer", "path-sgd"], "needs a plain network"),
+    (["--nonlinearity", "oplu"], "needs --model spectral"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        code = main(["train", *argv])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_json_summary_is_the_last_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "train", "--seq-len", "10", "--hidden", "8",
+                          "--steps", "5", "--eval-every", "5", "--out", str(tmp_path), "--json", "--quiet"],
+                         capture_output=True, text=True, check=True)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"task", "steps", "test_loss", "test_metric", "diverged", "wall_s"} <= set(summary)
+    assert summary["steps"] == 5
+
+
+def test_help_explains_each_flag():
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "train", "--help"], capture_output=True, text=True)
+    for flag in ("--task", "--model", "--seq-len", "--hidden", "--layers", "--nonlinearity", "--init", "--optimizer",
+                 "--lr", "--batch-size", "--steps", "--clip", "--seed", "--out", "--kappa2", "--margin", "--orth-lr"):
+        assert flag in out.stdout
