@@ -116,6 +116,18 @@ def _cmd_demo(args) -> int:
     return run_demo(out=args.out, steps=args.steps, quiet=args.quiet)
 
 
+def _cmd_bench(args) -> int:
+    from .experiments.bench import CASES, TARGETS, format_table, run_bench
+    unknown = [k for k in (args.only or []) if k not in TARGETS]
+    if unknown:
+        print(f"plainrnn bench: error: unknown case {unknown[0]!r}; allowed: {', '.join(TARGETS)}", file=sys.stderr)
+        return 2
+    say = None if args.json else (lambda key: print(f"measuring {key} ...", file=sys.stderr, flush=True))
+    results = run_bench(quick=args.quick, repeats=args.repeats, only=args.only, progress=say)
+    print(json.dumps(results) if args.json else format_table(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD: train, demo, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -127,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="override the steps per setup")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="side-by-side overhead ratios of our optimizers and models",
+                           description="Times each of our methods against its baseline on the same shapes, "
+                                       "interleaved, and prints median ratios (ours / baseline) with their targets.")
+    bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke test; ratios not meaningful)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, times, machine}}")
+    bench.add_argument("--repeats", type=_number(int, "--repeats", 1), default=None, help="interleaved repeats per case (default 7; 3 with --quick)")
+    bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
+    bench.set_defaults(func=_cmd_bench)
 
     train = sub.add_parser("train", help="train one model on one task", description="Train one model on one task.")
     _add_train_arguments(train)

@@ -58,3 +58,14 @@ def test_reorthonormalize_pulls_a_drifted_matrix_back():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="square W"):
         cayley_step(torch.zeros(2, 3), torch.zeros(2, 3), 0.1)
+
+
+@pytest.mark.parametrize("dtype,lr", [(torch.float64, 1e-9), (torch.float64, 1e-6), (torch.float32, 1e-6), (torch.float32, 1e-4)])
+def test_series_branch_equals_the_solve_to_rounding(dtype, lr):
+    W = _orthogonal(50, 7).to(dtype)
+    G = torch.randn(50, 50, dtype=dtype, generator=torch.Generator().manual_seed(8))
+    fast, exact = cayley_step(W, G, lr), cayley_step(W, G, lr, method="solve")
+    eps = torch.finfo(dtype).eps
+    assert (fast - exact).abs().max().item() < 50 * eps
+    assert orthogonality_error(fast) < 50 * eps
+    assert (fast - W).abs().max().item() > 10 * eps  # and it did move

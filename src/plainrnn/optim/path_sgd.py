@@ -57,6 +57,7 @@ class _PathGeometry:
         # Validate the model and seq_len now, so a wrong setup fails at construction, not at step 1.
         kappa_entries(model, seq_len, second_order, p)
         self.names = {param: name for name, param in model.named_parameters()}
+        self.workspace: dict = {}  # buffers the κ pass reuses from step to step (not state: derivable)
 
     def normalize_(self, params, holder: dict, state) -> None:
         """grad ← s·grad/κ for ``params``. ``holder`` (a param group or a dict in the state_dict) keeps
@@ -65,7 +66,7 @@ class _PathGeometry:
         steps = holder.get("path_steps") or 0
         recompute = steps % self.kappa_every == 0 or any("kappa" not in state[p] for p in params)
         if recompute:
-            entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p)
+            entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace)
             if holder.get("path_scale") is None:
                 holder["path_scale"] = float(gamma2) if self.scale_rule == "path_norm" else self.scale_rule
         holder["path_steps"] = steps + 1

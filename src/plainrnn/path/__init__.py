@@ -27,14 +27,17 @@ def _unsupported(model) -> TypeError:
     return TypeError(f"path geometry is defined for plainrnn.ReLURNN and plainrnn.MLP, got {type(model).__name__}")
 
 
-def kappa_entries(model, seq_len: int | None = None, second_order: bool = False, p: float = 2.0):
-    """κ per parameter name, possibly as rank-one :class:`Outer` factors, and γ²_net (γ_p^p for an MLP)."""
+def kappa_entries(model, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,
+                  workspace: dict | None = None):
+    """κ per parameter name, possibly as rank-one :class:`Outer` factors, and γ²_net (γ_p^p for an MLP).
+
+    ``workspace`` (a dict the caller keeps between calls) lets the MLP pass reuse its buffers."""
     if isinstance(model, ReLURNN):
         if p != 2:
             raise ValueError(f"p = {p}: lp Path-SGD (Algorithm 1) is defined for MLPs; recurrent models use p = 2")
         return _rnn.kappa_entries(model, seq_len, second_order)
     if isinstance(model, MLP):
-        return _mlp.kappa_entries(model, p)
+        return _mlp.kappa_entries(model, p, workspace)
     raise _unsupported(model)
 
 

@@ -25,29 +25,56 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-def _powered(t: torch.Tensor, p: float) -> torch.Tensor:
-    t = t.detach().to(_DTYPE)
-    return t.square() if p == 2.0 else t.abs().pow(p)
+def _powered(t: torch.Tensor, p: float, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    t = t.detach()
+    if t.dtype != dtype:
+        t = t.to(dtype)
+        out = None
+    if p == 2.0:
+        return torch.square(t, out=out) if out is not None else t.square()
+    return torch.pow(t.abs(), p)
 
 
-def mlp_pass(model, p: float = 2.0):
-    """γ_in per layer (inputs first) and γ_out per layer, and Σ_out γ_in = γ_p^p."""
-    p = _check_p(p)
+def _workspace_buffer(workspace: dict | None, key, like: torch.Tensor) -> torch.Tensor | None:
+    """A persistent buffer for |W|^p: a fresh 64 MB tensor every step costs more in page faults than
+    the squaring itself."""
+    if workspace is None:
+        return None
+    buf = workspace.get(key)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        buf = workspace[key] = torch.empty_like(like, memory_format=torch.contiguous_format)
+    return buf
+
+
+def _pass(model, p: float, dtype: torch.dtype, workspace: dict | None):
     layers = model.linears()
-    gin = [torch.ones(layers[0].in_features, dtype=_DTYPE)]
+    gin = [torch.ones(layers[0].in_features, dtype=dtype)]
     powered = []
-    for layer in layers:
-        W = _powered(layer.weight, p)
+    for k, layer in enumerate(layers):
+        W = _powered(layer.weight, p, dtype, _workspace_buffer(workspace, k, layer.weight))
         powered.append(W)
         v = W @ gin[-1]
         if layer.bias is not None:
-            v = v + _powered(layer.bias, p)
+            v = v + _powered(layer.bias, p, dtype)
         gin.append(v)
-    gout = [torch.ones(layers[-1].out_features, dtype=_DTYPE)]
+    gout = [torch.ones(layers[-1].out_features, dtype=dtype)]
     for W in reversed(powered[1:]):
         gout.insert(0, W.t() @ gout[0])
-    # gout[k] is γ_out at the outputs of layer k (k = 0..d−1), gin[k] at its inputs.
     return gin, gout, gin[-1].sum()
+
+
+def mlp_pass(model, p: float = 2.0, workspace: dict | None = None):
+    """γ_in per layer (inputs first), γ_out per layer, and Σ_out γ_in = γ_p^p.
+
+    Float32 models are computed in float32 (a 19M-weight MLP's κ pass is memory-bound, and float64
+    copies would double it); if anything overflows, the pass is redone in float64."""
+    p = _check_p(p)
+    dtype = model.linears()[0].weight.dtype
+    if dtype != torch.float64:
+        gin, gout, total = _pass(model, p, torch.float32, workspace)
+        if all(torch.isfinite(v).all() for v in (*gin, *gout)):
+            return [v.double() for v in gin], [v.double() for v in gout], total.double()
+    return _pass(model, p, torch.float64, None)
 
 
 def path_norm(model, p: float = 2.0) -> torch.Tensor:
@@ -55,12 +82,12 @@ def path_norm(model, p: float = 2.0) -> torch.Tensor:
     return mlp_pass(model, p)[2]
 
 
-def kappa_entries(model, p: float = 2.0) -> tuple[dict, torch.Tensor]:
+def kappa_entries(model, p: float = 2.0, workspace: dict | None = None) -> tuple[dict, torch.Tensor]:
     """{name: γ_p(w, e)} for every parameter (Algorithm 1, line 7), and γ_p^p.
 
     For p = 2 these are exactly κ = ½ ∂²γ²/∂w² (eq. 8 of the 2016 paper)."""
     p = _check_p(p)
-    gin, gout, total = mlp_pass(model, p)
+    gin, gout, total = mlp_pass(model, p, workspace)
     power = 2.0 / p
     out = {}
     for k, layer in enumerate(model.linears()):

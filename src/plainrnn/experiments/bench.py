@@ -1,0 +1,206 @@
+"""`plainrnn bench`: every figure is a ratio of ours over a baseline, timed side by side in one process.
+
+Each case builds both sides on the same shapes, warms them up, then alternates ours / baseline for
+``repeats`` rounds so that machine noise hits both, and reports median(ours) / median(baseline).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..nets import MLP, ReLURNN, SpectralRNN
+from ..optim import PathNormalized, PathSGD, spectral_optimizer
+from ..tasks import copy_batch
+
+# key: (target, what it measures). The paper's own figures are in docs/performance.md.
+TARGETS = {
+    "path_sgd_overhead": (1.10, "PathSGD (κ1) step / SGD step, ReLURNN H=100 T=784 B=100, 1 in, 10 out"),
+    "path_adam_overhead": (1.10, "PathNormalized(Adam) step / Adam step, same shapes"),
+    "kappa2_overhead": (3.0, "PathSGD with κ2 step / SGD step, H=100 T=100 B=50"),
+    "cayley_overhead_128": (1.10, "SpectralRNN + geodesic steps / plain RNN + SGD, copy T=100, B=50, H=128"),
+    "cayley_overhead_500": (1.20, "same, H=500"),
+    "cayley_overhead_1000": (1.30, "same, H=1000"),
+    "relurnn_vs_torch": (1.05, "ReLURNN fwd+bwd / torch.nn.RNN(relu)+Linear fwd+bwd, H=100 T=784 B=100"),
+    "mlp_path_sgd_overhead": (1.05, "PathSGD step / SGD step, MLP 784-4000-4000-10, B=100"),
+    "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
+}
+
+
+@dataclass
+class Side:
+    step: Callable[[], None]
+
+
+def _machine() -> dict:
+    return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), torch=torch.__version__, python=platform.python_version(),
+                date=time.strftime("%Y-%m-%d"))
+
+
+def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1) -> tuple[float, float]:
+    for _ in range(warmup):
+        ours()
+        base()
+    t_ours, t_base = [], []
+    for r in range(repeats):
+        # Alternate which side goes first, so drift in machine load does not favour one.
+        order = ((ours, t_ours), (base, t_base)) if r % 2 == 0 else ((base, t_base), (ours, t_ours))
+        for fn, sink in order:
+            start = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - start)
+    return statistics.median(t_ours), statistics.median(t_base)
+
+
+def _rnn_step(model, optimizer, x, y, loss_fn):
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    return step
+
+
+def _ce(out, y):
+    return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+def _rnn_pair(H, T, B, ours_opt: Callable, base_opt: Callable, inputs=1, outputs=10):
+    torch.manual_seed(0)
+    a = ReLURNN(inputs, H, outputs)
+    b = ReLURNN(inputs, H, outputs)
+    b.load_state_dict(a.state_dict())
+    x, y = torch.rand(B, T, inputs), torch.randint(outputs, (B,))
+    return _rnn_step(a, ours_opt(a, T), x, y, _ce), _rnn_step(b, base_opt(b), x, y, _ce)
+
+
+def case_path_sgd(quick):
+    H, T, B = (100, 100, 20) if quick else (100, 784, 100)
+    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T),
+                     lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
+
+
+def case_path_adam(quick):
+    H, T, B = (100, 100, 20) if quick else (100, 784, 100)
+    return _rnn_pair(H, T, B, lambda m, T: PathNormalized(torch.optim.Adam, m, seq_len=T, lr=1e-4),
+                     lambda m: torch.optim.Adam(m.parameters(), lr=1e-4))
+
+
+def case_kappa2(quick):
+    H, T, B = (50, 30, 10) if quick else (100, 100, 50)
+    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, second_order=True),
+                     lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
+
+
+def case_cayley(H):
+    def build(quick):
+        T, B = (20, 10) if quick else (100, 50)
+        torch.manual_seed(0)
+        x, y = copy_batch(B, T)
+        spectral = SpectralRNN(10, H, 9, margin=0.1, nonlinearity="relu", output="all")
+        plain = ReLURNN(10, H, 9, output="all")
+        ours = _rnn_step(spectral, spectral_optimizer(spectral, lr=1e-4, orth_lr=1e-6,
+                                                      optimizer_cls=torch.optim.SGD), x, y, _ce)
+        base = _rnn_step(plain, torch.optim.SGD(plain.parameters(), lr=1e-4), x, y, _ce)
+        return ours, base
+    return build
+
+
+def case_relurnn_vs_torch(quick):
+    H, T, B = (100, 100, 20) if quick else (100, 784, 100)
+    torch.manual_seed(0)
+    ours = ReLURNN(1, H, 10)
+    rnn, head = torch.nn.RNN(1, H, nonlinearity="relu", batch_first=True), torch.nn.Linear(H, 10)
+    x = torch.rand(B, T, 1)
+
+    def run_ours():
+        ours.zero_grad(set_to_none=True)
+        ours(x).sum().backward()
+
+    def run_torch():
+        rnn.zero_grad(set_to_none=True)
+        head.zero_grad(set_to_none=True)
+        head(rnn(x)[0][:, -1]).sum().backward()
+    return run_ours, run_torch
+
+
+def case_mlp(quick):
+    sizes, B = ((784, [500, 500], 10), 100) if quick else ((784, [4000, 4000], 10), 100)
+    torch.manual_seed(0)
+    a = MLP(*sizes)
+    b = MLP(*sizes)
+    b.load_state_dict(a.state_dict())
+    x, y = torch.rand(B, 784), torch.randint(10, (B,))
+    return (_rnn_step(a, PathSGD(a, lr=1e-3), x, y, torch.nn.functional.cross_entropy),
+            _rnn_step(b, torch.optim.SGD(b.parameters(), lr=1e-3), x, y, torch.nn.functional.cross_entropy))
+
+
+CASES = {
+    "path_sgd_overhead": case_path_sgd,
+    "path_adam_overhead": case_path_adam,
+    "kappa2_overhead": case_kappa2,
+    "cayley_overhead_128": case_cayley(128),
+    "cayley_overhead_500": case_cayley(500),
+    "cayley_overhead_1000": case_cayley(1000),
+    "relurnn_vs_torch": case_relurnn_vs_torch,
+    "mlp_path_sgd_overhead": case_mlp,
+}
+
+
+def _memory_probe(kind: str, quick: bool) -> int:
+    """Peak RSS (KiB) of a fresh process that runs 3 steps of one side of path_sgd_overhead."""
+    code = ("import sys, resource, torch; from plainrnn.experiments.bench import case_path_sgd; "
+            f"ours, base = case_path_sgd({quick}); step = ours if '{kind}' == 'ours' else base; "
+            "[step() for _ in range(3)]; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] | None = None,
+              progress: Callable[[str], None] | None = None) -> dict:
+    repeats = repeats or (3 if quick else 7)
+    machine = _machine()
+    results = {}
+    for key, build in CASES.items():
+        if only and key not in only:
+            continue
+        if progress:
+            progress(key)
+        ours, base = build(quick)
+        t_ours, t_base = _time_pair(ours, base, repeats)
+        target, what = TARGETS[key]
+        results[key] = dict(ratio=round(t_ours / t_base, 4), target=target, met=t_ours / t_base <= target,
+                            ours_s=t_ours, baseline_s=t_base, repeats=repeats, what=what, machine=machine)
+    if not only or "path_sgd_peak_memory" in only:
+        if progress:
+            progress("path_sgd_peak_memory")
+        ours_kib = statistics.median(_memory_probe("ours", quick) for _ in range(3 if not quick else 1))
+        base_kib = statistics.median(_memory_probe("base", quick) for _ in range(3 if not quick else 1))
+        target, what = TARGETS["path_sgd_peak_memory"]
+        results["path_sgd_peak_memory"] = dict(ratio=round(ours_kib / base_kib, 4), target=target,
+                                               met=ours_kib / base_kib <= target, ours_kib=ours_kib,
+                                               baseline_kib=base_kib, what=what, machine=machine)
+    return results
+
+
+def format_table(results: dict) -> str:
+    lines = [f"{'key':<24} {'ratio':>7} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
+    for key, r in results.items():
+        if "ours_s" in r:
+            ours, base = f"{r['ours_s'] * 1e3:.1f} ms", f"{r['baseline_s'] * 1e3:.1f} ms"
+        else:
+            ours, base = f"{r['ours_kib'] / 1024:.0f} MiB", f"{r['baseline_kib'] / 1024:.0f} MiB"
+        lines.append(f"{key:<24} {r['ratio']:>7.3f} {r['target']:>7.2f} {'yes' if r['met'] else 'NO':>4}  {ours:>10} {base:>10}")
+    return "\n".join(lines)
+
+
+__all__ = ["run_bench", "format_table", "CASES", "TARGETS", "json", "resource"]
