@@ -128,6 +128,15 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_reproduce(args) -> int:
+    if args.recipe == "kappa-table":
+        from .experiments.kappa_ratio import kappa_ratio_table, to_markdown
+        table = kappa_ratio_table(seeds=args.seeds)
+        print(json.dumps(table, indent=1) if args.json else to_markdown(table))
+        return 0
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD: train, demo, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -148,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_number(int, "--repeats", 1), default=None, help="interleaved repeats per case (default 7; 3 with --quick)")
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
     bench.set_defaults(func=_cmd_bench)
+
+    rep = sub.add_parser("reproduce", help="rerun a table or figure of the papers",
+                         description="Rerun one of the papers' tables. kappa-table: ‖κ2‖/‖κ1‖ over T ∈ {10, 20, 50, 100} "
+                                     "× H ∈ {50, 100, 200} at uniform[-0.1, 0.1] init (2016 paper, Fig. 2).")
+    rep.add_argument("recipe", type=_choice("recipe", ("kappa-table",)), help="which table: kappa-table")
+    rep.add_argument("--seeds", type=_number(int, "--seeds", 1), default=3, help="initializations to average (default: %(default)s)")
+    rep.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    rep.set_defaults(func=_cmd_reproduce)
 
     train = sub.add_parser("train", help="train one model on one task", description="Train one model on one task.")
     _add_train_arguments(train)

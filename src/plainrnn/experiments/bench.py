@@ -120,6 +120,13 @@ def case_relurnn_vs_torch(quick):
     torch.manual_seed(0)
     ours = ReLURNN(1, H, 10)
     rnn, head = torch.nn.RNN(1, H, nonlinearity="relu", batch_first=True), torch.nn.Linear(H, 10)
+    with torch.no_grad():  # the same weights on both sides: same activations, same (de)normal arithmetic
+        rnn.weight_ih_l0.copy_(ours.weight_ih_l0)
+        rnn.weight_hh_l0.copy_(ours.weight_hh_l0)
+        rnn.bias_ih_l0.copy_(ours.bias_l0)
+        rnn.bias_hh_l0.zero_()
+        head.weight.copy_(ours.weight_out)
+        head.bias.copy_(ours.bias_out)
     x = torch.rand(B, T, 1)
 
     def run_ours():
