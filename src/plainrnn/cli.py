@@ -82,6 +82,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=_number(float, "--clip", 0, True), default=None, help="clip the gradient norm at this value (default: off)")
     p.add_argument("--eval-every", type=_number(int, "--eval-every", 1), default=d.eval_every,
                    help="evaluate on the validation and test sets every N steps (default: %(default)s)")
+    p.add_argument("--grad-norms-every", type=_number(int, "--grad-norms-every", 0), default=0,
+                   help="every N steps, record ‖∂L/∂h_t‖ for every time step t in grad_norms.jsonl (default: off)")
     p.add_argument("--seed", type=_number(int, "--seed", 0), default=d.seed, help="random seed: same seed, same numbers (default: %(default)s)")
     p.add_argument("--out", default=d.out, help="parent directory of run directories (default: %(default)s)")
     p.add_argument("--name", default=None, help="run directory name (default: built from the settings)")

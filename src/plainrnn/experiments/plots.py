@@ -41,3 +41,55 @@ def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_spectrum(records: list[dict], path, title: str = "Singular values of W during training") -> Path:
+    """Like the 2017 paper's Fig. 3: min, mean ± std and max of W's singular values against step
+    (from the ``sv_*`` fields that spectral runs write to metrics.jsonl)."""
+    rows = [r for r in records if "sv_mean" in r]
+    if not rows:
+        raise ValueError("no singular-value records (sv_min, sv_max, sv_mean, sv_std) in these metrics")
+    steps = [r["step"] for r in rows]
+    mean = [r["sv_mean"] for r in rows]
+    std = [r["sv_std"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.3,
+                    label="mean ± std")
+    ax.plot(steps, mean, label="mean")
+    ax.plot(steps, [r["sv_min"] for r in rows], ls="--", label="min")
+    ax.plot(steps, [r["sv_max"] for r in rows], ls="--", label="max")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("singular value")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_hidden_gradients(records: list[dict], path, title: str = "‖∂L/∂h_t‖ over time steps") -> Path:
+    """Like the 2017 paper's Fig. 2: one curve of ‖∂L_T/∂h_t‖ against t per recorded training step
+    (records as written to grad_norms.jsonl: {"step": s, "norms": [...]})."""
+    if not records:
+        raise ValueError("no gradient-norm records")
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    cmap = plt.get_cmap("viridis")
+    for i, r in enumerate(records):
+        ax.plot(range(1, len(r["norms"]) + 1), r["norms"], color=cmap(i / max(1, len(records) - 1)),
+                label=f"step {r['step']}" if i in (0, len(records) - 1) else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("‖∂L/∂h_t‖")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

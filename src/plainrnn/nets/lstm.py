@@ -47,10 +47,13 @@ class LSTM(nn.Module):
         """Sets the stacked gate blocks [4H, H] of ``layer``."""
         self.recurrent_weight(layer).copy_(weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         if self.embedding is not None:
             x = self.embedding(x)
-        states, _ = self.lstm(x)
+        return self.lstm(x)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states = self.hidden_states(x)
         if self.output == "last":
             states = states[:, -1]
         return self.readout(states)

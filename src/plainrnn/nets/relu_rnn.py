@@ -137,6 +137,27 @@ class ReLURNN(nn.Module):
                         False, True)
         return states
 
+    def unrolled_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Top-layer h_1..h_T from an explicit Python loop (slow; for diagnostics that need each h_t as
+        its own autograd node, e.g. ‖∂L/∂h_t‖ – the fused kernel's output only carries direct paths)."""
+        act = torch.relu if self.nonlinearity == "relu" else torch.tanh
+        if self.vocab_size is not None:
+            below = nn.functional.embedding(x, self.weight_ih(0).t())
+        else:
+            below = nn.functional.linear(x, self.weight_ih(0))
+        steps = []
+        for k in range(self.num_layers):
+            drive = below if k == 0 else nn.functional.linear(below, self.weight_ih(k))
+            if self.bias:
+                drive = drive + self.layer_bias(k)
+            h = drive.new_zeros(drive.shape[0], self.hidden_size)
+            steps = []
+            for t in range(drive.shape[1]):
+                h = act(drive[:, t] + h @ self.weight_hh(k).t())
+                steps.append(h)
+            below = torch.stack(steps, 1)
+        return steps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = self.hidden_states(x)
         if self.output == "last":

@@ -169,6 +169,23 @@ class SpectralRNN(nn.Module):
                 x = torch.stack(states, 1)
         return x
 
+    def unrolled_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Top-layer h_1..h_T from an explicit loop, each its own autograd node (for ‖∂L/∂h_t‖)."""
+        act = {"relu": torch.relu, "tanh": torch.tanh}.get(self.nonlinearity, self._activation)
+        if self.vocab_size is not None:
+            x = nn.functional.one_hot(x, self.vocab_size).to(self.weight_out.dtype)
+        steps = []
+        for k in range(self.num_layers):
+            drive = nn.functional.linear(x, self.weight_ih(k), getattr(self, f"bias_l{k}") if self.bias else None)
+            Wt = self.recurrent_weight(k).t()
+            h = drive.new_zeros(drive.shape[0], self.hidden_size)
+            steps = []
+            for t in range(drive.shape[1]):
+                h = act(torch.addmm(drive[:, t], h, Wt))
+                steps.append(h)
+            x = torch.stack(steps, 1)
+        return steps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         states = self.hidden_states(x)
         if self.output == "last":

@@ -37,6 +37,7 @@ class RunConfig:
     sv_prior: float = 0.0                # λ Σ(s_i − 1)², the mean-one Gaussian prior on singular values
     weight_decay: float = 0.0            # λ‖W‖² on the composite recurrent matrix
     path_lr_scale: str = "path_norm"     # "path_norm" or "none"
+    grad_norms_every: int = 0           # record ‖∂L/∂h_t‖ for every t every N steps (0: never)
     out: str = "runs"                    # parent directory of run directories
     name: str | None = None              # run directory name; default built from the settings
 
@@ -62,6 +63,9 @@ class RunConfig:
             raise ValueError(f"nonlinearity {self.nonlinearity} needs --model spectral; relu and tanh work everywhere")
         need(self.margin is None or self.margin >= 0, "margin", ">= 0 (or unset for free singular values)", self.margin)
         need(self.orth_lr > 0, "orth_lr", "> 0", self.orth_lr)
+        need(self.grad_norms_every >= 0, "grad_norms_every", ">= 0", self.grad_norms_every)
+        if self.grad_norms_every and self.model == "lstm":
+            raise ValueError("grad_norms_every (‖∂L/∂h_t‖) needs a plain or spectral RNN, not lstm")
         for field in ("orth_penalty", "sv_prior", "weight_decay"):
             need(getattr(self, field) >= 0, field, ">= 0", getattr(self, field))
         need(self.lr > 0, "lr", "> 0", self.lr)

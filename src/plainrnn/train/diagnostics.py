@@ -18,11 +18,14 @@ def spectral_stats(model) -> dict:
 
 
 def hidden_gradient_norms(model, x: torch.Tensor, y: torch.Tensor, loss_fn) -> list[float]:
-    """‖∂L/∂h_t‖ for t = 1..T (top-layer states, batch-summed), where L is the loss of the model's
-    output. For a "last"-output model this is ‖∂L_T/∂h_t‖ of the paper's Figure 2."""
-    states = model.hidden_states(x)
-    states.retain_grad()
-    out = states[:, -1] if model.output == "last" else states
-    out = torch.nn.functional.linear(out, model.weight_out, model.bias_out)
-    loss_fn(out, y).backward()
-    return states.grad.norm(dim=(0, 2)).tolist()
+    """‖∂L/∂h_t‖ for t = 1..T: the total derivative of the loss with respect to each top-layer state
+    (Frobenius norm over the batch). For a "last"-output model this is ‖∂L_T/∂h_t‖ of the 2017 paper's
+    Figure 2. Runs an explicit loop over time (``model.unrolled_states``); ReLURNN and SpectralRNN."""
+    if not hasattr(model, "unrolled_states"):
+        raise TypeError(f"hidden-state gradients need ReLURNN or SpectralRNN, got {type(model).__name__}")
+    states = model.unrolled_states(x)
+    for h in states:
+        h.retain_grad()
+    top = states[-1] if model.output == "last" else torch.stack(states, 1)
+    loss_fn(torch.nn.functional.linear(top, model.weight_out, model.bias_out), y).backward()
+    return [h.grad.norm().item() for h in states]

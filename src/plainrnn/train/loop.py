@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
-from .diagnostics import spectral_stats
+from .diagnostics import hidden_gradient_norms, spectral_stats
 from .build import build_model, build_optimizer
 from .checkpoint import save_checkpoint, write_json
 from .config import RunConfig
@@ -49,6 +49,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg.to_dict())
     log = MetricsLog(run_dir / "metrics.jsonl")
+    grad_log = MetricsLog(run_dir / "grad_norms.jsonl") if cfg.grad_norms_every else None
 
     penalized = bool(cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay)
     start = time.perf_counter()
@@ -73,6 +74,11 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
             diverged, diverged_step, reason = True, step, f"non-finite gradient norm ({grad_norm})"
             break
         optimizer.step()
+
+        if grad_log is not None and (step % cfg.grad_norms_every == 0 or step == 1):
+            # Figure 2 of the 2017 paper: how the loss gradient reaches back through time.
+            grad_log.write(dict(step=step, norms=hidden_gradient_norms(model, x, y, task.loss)))
+            model.zero_grad(set_to_none=True)
 
         if step % cfg.eval_every == 0 or step == cfg.steps:
             model.eval()
@@ -108,4 +114,17 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
     save_checkpoint(run_dir / "checkpoint.pt", dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                                                     config=cfg.to_dict(), step=summary["steps"]))
     write_json(run_dir / "summary.json", summary)
+    _figures(run_dir, grad_log is not None)
     return summary
+
+
+def _figures(run_dir: Path, with_grad_norms: bool) -> None:
+    """spectrum.png for spectral runs (Fig. 3 of the 2017 paper), grad_norms.png when recorded (Fig. 2)."""
+    from ..experiments.plots import plot_hidden_gradients, plot_spectrum, read_metrics
+    records = read_metrics(run_dir)
+    if any("sv_mean" in r for r in records):
+        plot_spectrum(records, run_dir / "spectrum.png")
+    if with_grad_norms:
+        rows = [json.loads(line) for line in (run_dir / "grad_norms.jsonl").read_text().splitlines() if line]
+        if rows:
+            plot_hidden_gradients(rows, run_dir / "grad_norms.png")

@@ -1,0 +1,50 @@
+import json
+
+import torch
+
+import plainrnn as pr
+from plainrnn.experiments.plots import plot_hidden_gradients, plot_spectrum
+from plainrnn.train import RunConfig, train
+from plainrnn.train.diagnostics import hidden_gradient_norms, spectral_stats
+
+
+def test_hidden_gradient_norms_match_a_manual_loop():
+    model = pr.ReLURNN(2, 5, 1, nonlinearity="tanh").double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.8, 0.8)
+    x, y = torch.randn(4, 6, 2, dtype=torch.float64), torch.randn(4, 1, dtype=torch.float64)
+    loss_fn = torch.nn.functional.mse_loss
+    got = hidden_gradient_norms(model, x, y, loss_fn)
+    h = torch.zeros(4, 5, dtype=torch.float64)
+    states = []
+    for t in range(6):
+        h = torch.tanh(x[:, t] @ model.weight_ih_l0.t() + h @ model.weight_hh_l0.t() + model.bias_l0)
+        h.retain_grad()
+        states.append(h)
+    loss_fn(h @ model.weight_out.t() + model.bias_out, y).backward()
+    expected = [s.grad.norm().item() for s in states]
+    assert len(got) == 6
+    for a, b in zip(got, expected):
+        assert abs(a - b) <= 1e-12 * max(1.0, b)
+
+
+def test_spectral_stats_and_figures(tmp_path):
+    model = pr.SpectralRNN(2, 6, 1, margin=0.2).double()
+    model.reset_parameters()
+    with torch.no_grad():
+        model.spectrum_l0.copy_(torch.linspace(-3, 3, 6, dtype=torch.float64))
+    stats = spectral_stats(model)
+    s = model.singular_values(0).detach()
+    assert abs(stats["sv_min"] - s.min().item()) < 1e-12 and abs(stats["sv_max"] - s.max().item()) < 1e-12
+    assert stats["orth_error"] < 1e-12
+    assert spectral_stats(pr.ReLURNN(2, 3, 1)) == {}
+    s = train(RunConfig(task="adding", model="spectral", margin=0.1, optimizer="rmsprop", seq_len=8, hidden=8,
+                        steps=12, eval_every=4, grad_norms_every=5, out=str(tmp_path)), progress=False)
+    run = tmp_path / s["run_dir"].split("/")[-1]
+    rows = [json.loads(l) for l in open(run / "grad_norms.jsonl")]
+    assert [r["step"] for r in rows] == [1, 5, 10] and all(len(r["norms"]) == 8 for r in rows)
+    for name in ("spectrum.png", "grad_norms.png"):
+        assert (run / name).read_bytes()[:4] == b"\x89PNG"
+    assert plot_hidden_gradients(rows, tmp_path / "g.png").exists()
+    assert plot_spectrum([json.loads(l) for l in open(run / "metrics.jsonl")], tmp_path / "s.png").exists()
