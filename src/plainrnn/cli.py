@@ -42,14 +42,18 @@ def _choice(name, allowed):
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     from .tasks import TASKS
     d = RunConfig()
-    p.add_argument("--task", type=_choice("--task", sorted(TASKS)), default=d.task,
-                   help=f"benchmark task: {', '.join(sorted(TASKS))} (default: %(default)s)")
+    p.add_argument("--task", type=_choice("--task", TASKS), default=d.task,
+                   help=f"benchmark task: {', '.join(TASKS)} (default: %(default)s). Real datasets are fetched "
+                        "into the cache on first use")
     p.add_argument("--model", type=_choice("--model", MODELS), default=d.model,
                    help="relu: plain ReLU RNN; tanh: plain tanh RNN; lstm: LSTM baseline; spectral: W = U diag(s) Vᵀ "
                         "with geodesic steps on U, V (default: %(default)s)")
-    p.add_argument("--seq-len", type=_number(int, "--seq-len", 2), default=d.seq_len,
-                   help="sequence length T, at least 2 (default: %(default)s)")
+    p.add_argument("--seq-len", type=_number(int, "--seq-len", 2), default=None,
+                   help="sequence length T, at least 2 (default: the task's: adding/copy 100, ptb-char 50, "
+                        "ptb-word 20, ptb-sentences 75, text8/shakespeare 180; smnist/pmnist are 784)")
     p.add_argument("--hidden", type=_number(int, "--hidden", 1), default=d.hidden, help="hidden units per layer (default: %(default)s)")
+    p.add_argument("--dropout", type=_number(float, "--dropout", 0), default=0.0, help="MLP dropout on hidden units (default: 0)")
+    p.add_argument("--data-dir", default=None, help="dataset cache (default: $PLAINRNN_DATA or ~/.cache/plainrnn)")
     p.add_argument("--layers", type=_number(int, "--layers", 1), default=d.layers, help="recurrent layers (default: %(default)s)")
     p.add_argument("--nonlinearity", type=_choice("--nonlinearity", NONLINEARITIES), default=None,
                    help="override the model's nonlinearity: relu, tanh; with --model spectral also none, oplu, prelu")
@@ -84,6 +88,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate on the validation and test sets every N steps (default: %(default)s)")
     p.add_argument("--grad-norms-every", type=_number(int, "--grad-norms-every", 0), default=0,
                    help="every N steps, record ‖∂L/∂h_t‖ for every time step t in grad_norms.jsonl (default: off)")
+    p.add_argument("--eval-limit", type=_number(int, "--eval-limit", 1), default=None,
+                   help="evaluate on at most N validation and test examples (default: all)")
     p.add_argument("--seed", type=_number(int, "--seed", 0), default=d.seed, help="random seed: same seed, same numbers (default: %(default)s)")
     p.add_argument("--out", default=d.out, help="parent directory of run directories (default: %(default)s)")
     p.add_argument("--name", default=None, help="run directory name (default: built from the settings)")
@@ -104,7 +110,12 @@ def _cmd_train(args) -> int:
     except ValueError as e:
         print(f"plainrnn train: error: {e}", file=sys.stderr)
         return 2
-    summary = train(cfg, progress=False if args.quiet else None)
+    from .tasks import DataError
+    try:
+        summary = train(cfg, progress=False if args.quiet else None)
+    except DataError as e:
+        print(f"plainrnn train: error: {e}", file=sys.stderr)
+        return 2
     if not args.json:
         status = f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']})" if summary["diverged"] \
             else f"test {summary['metric']} {summary['test_metric']:.6g} (baseline {summary['baseline']:.4g})"
@@ -139,6 +150,26 @@ def _cmd_reproduce(args) -> int:
     return 2
 
 
+def _cmd_data(args) -> int:
+    from .tasks.data import DATASETS, DataError, cache_dir, fetch, status
+    if args.action == "list":
+        root = cache_dir(args.data_dir)
+        print(f"cache: {root}")
+        for name, ds in DATASETS.items():
+            print(f"  {name:<12} {status(name, args.data_dir):<8} {ds.note}")
+        return 0
+    if not args.name:
+        print("plainrnn data fetch: error: name a dataset: " + ", ".join(DATASETS), file=sys.stderr)
+        return 2
+    try:
+        fetch(args.name, args.data_dir, source_file=args.source, force=args.force,
+              say=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except DataError as e:
+        print(f"plainrnn data fetch: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD: train, demo, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -167,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=_number(int, "--seeds", 1), default=3, help="initializations to average (default: %(default)s)")
     rep.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     rep.set_defaults(func=_cmd_reproduce)
+
+    from .tasks.data import DATASETS
+    data = sub.add_parser("data", help="fetch and list the real datasets (cache outside the repository)",
+                          description="Fetch datasets into the cache (default ~/.cache/plainrnn, or $PLAINRNN_DATA, "
+                                      "or --data-dir) with their checksums verified, or list what is there.")
+    data.add_argument("action", type=_choice("action", ("fetch", "list")), help="fetch or list")
+    data.add_argument("name", nargs="?", type=_choice("dataset", tuple(DATASETS)), help=f"dataset: {', '.join(DATASETS)}")
+    data.add_argument("--from", dest="source", metavar="FILE",
+                      help="install a file you downloaded (text8, cifar10, cifar100; for svhn a folder)")
+    data.add_argument("--data-dir", default=None, help="cache folder (default: $PLAINRNN_DATA or ~/.cache/plainrnn)")
+    data.add_argument("--force", action="store_true", help="fetch again even if present")
+    data.set_defaults(func=_cmd_data)
 
     train = sub.add_parser("train", help="train one model on one task", description="Train one model on one task.")
     _add_train_arguments(train)

@@ -50,10 +50,17 @@ class Task:
         return loss_sum / count, metric_sum / count
 
     @torch.no_grad()
-    def evaluate(self, model: Callable, split: str = "test", batch_size: int = 500) -> tuple[float, float]:
+    def evaluate(self, model: Callable, split: str = "test", batch_size: int = 500,
+                 limit: int | None = None) -> tuple[float, float]:
+        """(mean loss, metric) over ``split``; ``limit`` caps the number of sequences/examples."""
         loss_sum = metric_sum = 0.0
-        count = 0
+        count = seen = 0
         for x, y in self.eval_batches(split, batch_size):
+            if limit is not None:
+                if seen >= limit:
+                    break
+                x, y = x[:limit - seen], y[:limit - seen]
+                seen += len(x)
             l, m, n = self.metric_sums(model(x), y)
             loss_sum, metric_sum, count = loss_sum + l, metric_sum + m, count + n
         return self.finish_metric(loss_sum, metric_sum, count)

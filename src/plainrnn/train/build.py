@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import torch
 
-from ..nets import LSTM, ReLURNN, SpectralRNN, init_rnn_
+from ..nets import LSTM, MLP, ReLURNN, SpectralRNN, init_rnn_
 from ..nets.init import init_recurrent_
 from ..optim import PathNormalized, PathSGD, spectral_optimizer
 from ..tasks import TaskSpec
 
 
 def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -> torch.nn.Module:
+    if cfg.model == "mlp":
+        # The 2015 paper's balanced init, N(0, 1/fan-in); --layers hidden layers of --hidden units.
+        return MLP(spec.input_size, [cfg.hidden] * cfg.layers, spec.output_size, dropout=cfg.dropout)
     common = dict(output=spec.output, vocab_size=spec.vocab_size)
     if cfg.model == "lstm":
         model = LSTM(spec.input_size, cfg.hidden, spec.output_size, cfg.layers, **common)

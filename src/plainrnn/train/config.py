@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..nets.init import RECURRENT_INITS
 
-MODELS = ("relu", "tanh", "lstm", "spectral")
+MODELS = ("relu", "tanh", "lstm", "spectral", "mlp")
 NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path-adam")
 
@@ -15,7 +15,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path
 class RunConfig:
     task: str = "adding"
     model: str = "relu"
-    seq_len: int = 100
+    seq_len: int | None = None           # None: the task's default (adding/copy 100, ptb-char 50, ...)
     hidden: int = 100
     layers: int = 1
     nonlinearity: str | None = None      # None: relu for --model relu, tanh for --model tanh
@@ -29,6 +29,7 @@ class RunConfig:
     steps: int = 1000
     clip: float | None = None            # max gradient norm; None: no clipping
     eval_every: int = 100
+    eval_limit: int | None = None        # evaluate on at most this many validation/test examples
     seed: int = 0
     kappa2: bool = False                 # Path-SGD with the second-order term κ2
     margin: float | None = None          # spectral model: singular values in [1-m, 1+m]; None: free
@@ -38,11 +39,14 @@ class RunConfig:
     weight_decay: float = 0.0            # λ‖W‖² on the composite recurrent matrix
     path_lr_scale: str = "path_norm"     # "path_norm" or "none"
     grad_norms_every: int = 0           # record ‖∂L/∂h_t‖ for every t every N steps (0: never)
+    dropout: float = 0.0                 # MLP only: dropout on hidden units (the 2015 paper uses 0.5)
+    data_dir: str | None = None          # dataset cache; default $PLAINRNN_DATA or ~/.cache/plainrnn
     out: str = "runs"                    # parent directory of run directories
     name: str | None = None              # run directory name; default built from the settings
 
     def run_name(self) -> str:
-        return self.name or f"{self.task}-T{self.seq_len}-{self.model}-{self.init}-{self.optimizer}-lr{self.lr:g}-s{self.seed}"
+        T = f"-T{self.seq_len}" if self.seq_len else ""
+        return self.name or f"{self.task}{T}-{self.model}-{self.init}-{self.optimizer}-lr{self.lr:g}-s{self.seed}"
 
     def resolved_nonlinearity(self) -> str:
         return self.nonlinearity or ("tanh" if self.model in ("tanh", "spectral") else "relu")
@@ -53,8 +57,15 @@ class RunConfig:
             if not cond:
                 raise ValueError(f"{field} must be {allowed}, got {value!r}")
 
-        from ..tasks import TASKS
-        need(self.task in TASKS, "task", f"one of {', '.join(sorted(TASKS))}", self.task)
+        from ..tasks import FLAT_IMAGES, TASKS
+        need(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
+        if (self.task in FLAT_IMAGES) != (self.model == "mlp"):
+            raise ValueError(f"task {self.task} needs " + ("--model mlp (flattened images)" if self.task in FLAT_IMAGES
+                             else "a recurrent model; --model mlp is for mnist, cifar10, cifar100, svhn"))
+        need(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        if self.model == "mlp" and (self.orth_penalty or self.sv_prior or self.weight_decay or self.grad_norms_every):
+            raise ValueError("orth_penalty, sv_prior, weight_decay and grad_norms_every act on recurrent matrices; "
+                             "an MLP has none")
         need(self.model in MODELS, "model", f"one of {', '.join(MODELS)}", self.model)
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
         need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)}", self.init)
@@ -69,10 +80,11 @@ class RunConfig:
         for field in ("orth_penalty", "sv_prior", "weight_decay"):
             need(getattr(self, field) >= 0, field, ">= 0", getattr(self, field))
         need(self.lr > 0, "lr", "> 0", self.lr)
-        need(self.seq_len >= 2, "seq_len", ">= 2", self.seq_len)
+        need(self.seq_len is None or self.seq_len >= 2, "seq_len", ">= 2", self.seq_len)
         for field in ("hidden", "layers", "batch_size", "steps", "eval_every"):
             need(getattr(self, field) >= 1, field, ">= 1", getattr(self, field))
         need(self.clip is None or self.clip > 0, "clip", "> 0", self.clip)
+        need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", ">= 1", self.eval_limit)
         need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)
         need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)

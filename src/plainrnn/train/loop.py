@@ -40,7 +40,7 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 7919)  # init and data streams independent
-    task = make_task(cfg.task, cfg.seq_len)
+    task = make_task(cfg.task, cfg.seq_len, cfg.data_dir)
     spec = task.spec
     model = build_model(cfg, spec, init_gen)
     optimizer = build_optimizer(cfg, model, spec.seq_len)
@@ -49,6 +49,8 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg.to_dict())
     log = MetricsLog(run_dir / "metrics.jsonl")
+    for name, artifact in getattr(task, "artifacts", dict)().items():
+        save_checkpoint(run_dir / name, artifact)  # e.g. pmnist's permutation, saved with the run
     grad_log = MetricsLog(run_dir / "grad_norms.jsonl") if cfg.grad_norms_every else None
 
     penalized = bool(cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay)
@@ -82,8 +84,8 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
 
         if step % cfg.eval_every == 0 or step == cfg.steps:
             model.eval()
-            valid_loss, valid_metric = task.evaluate(model, "valid")
-            test_loss, test_metric = task.evaluate(model, "test")
+            valid_loss, valid_metric = task.evaluate(model, "valid", limit=cfg.eval_limit)
+            test_loss, test_metric = task.evaluate(model, "test", limit=cfg.eval_limit)
             last_eval = dict(step=step, train_loss=loss.item(), grad_norm=grad_norm, valid_loss=valid_loss,
                              valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric,
                              wall_s=round(time.perf_counter() - start, 3))
