@@ -1,4 +1,4 @@
-"""`plainrnn demo | train | bench` – the command line.
+"""`plainrnn demo | train | sweep | report | reproduce | bench | data` – the command line.
 
 Bad input gets one line naming the flag and what is allowed, exit status 2, and no traceback.
 """
@@ -11,6 +11,8 @@ import sys
 from .nets.init import RECURRENT_INITS
 from .train.config import MODELS, NONLINEARITIES, OPTIMIZERS, RunConfig
 
+SUPPRESS = argparse.SUPPRESS
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors are one line: 'plainrnn train: error: ...'."""
@@ -19,7 +21,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _number(kind, name, minimum=None, strict=False):
+def _fail(command: str, message) -> int:
+    print(f"plainrnn {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _number(kind, minimum=None, strict=False):
     def parse(text):
         try:
             value = kind(text)
@@ -31,7 +38,7 @@ def _number(kind, name, minimum=None, strict=False):
     return parse
 
 
-def _choice(name, allowed):
+def _choice(allowed):
     def parse(text):
         if text not in allowed:
             raise argparse.ArgumentTypeError(f"unknown {text!r}; allowed: {', '.join(allowed)}")
@@ -40,87 +47,113 @@ def _choice(name, allowed):
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """Every flag defaults to 'not given', so that --config FILE and --set can supply the rest; the
+    defaults shown in --help are RunConfig's."""
     from .tasks import TASKS
     d = RunConfig()
-    p.add_argument("--task", type=_choice("--task", TASKS), default=d.task,
-                   help=f"benchmark task: {', '.join(TASKS)} (default: %(default)s). Real datasets are fetched "
-                        "into the cache on first use")
-    p.add_argument("--model", type=_choice("--model", MODELS), default=d.model,
-                   help="relu: plain ReLU RNN; tanh: plain tanh RNN; lstm: LSTM baseline; spectral: W = U diag(s) Vᵀ "
-                        "with geodesic steps on U, V (default: %(default)s)")
-    p.add_argument("--seq-len", type=_number(int, "--seq-len", 2), default=None,
-                   help="sequence length T, at least 2 (default: the task's: adding/copy 100, ptb-char 50, "
-                        "ptb-word 20, ptb-sentences 75, text8/shakespeare 180; smnist/pmnist are 784)")
-    p.add_argument("--hidden", type=_number(int, "--hidden", 1), default=d.hidden, help="hidden units per layer (default: %(default)s)")
-    p.add_argument("--dropout", type=_number(float, "--dropout", 0), default=0.0, help="MLP dropout on hidden units (default: 0)")
-    p.add_argument("--data-dir", default=None, help="dataset cache (default: $PLAINRNN_DATA or ~/.cache/plainrnn)")
-    p.add_argument("--layers", type=_number(int, "--layers", 1), default=d.layers, help="recurrent layers (default: %(default)s)")
-    p.add_argument("--nonlinearity", type=_choice("--nonlinearity", NONLINEARITIES), default=None,
-                   help="override the model's nonlinearity: relu, tanh; with --model spectral also none, oplu, prelu")
-    p.add_argument("--init", type=_choice("--init", RECURRENT_INITS), default=d.init,
-                   help=f"recurrent init: {', '.join(RECURRENT_INITS)} (default: %(default)s = IRNN)")
-    p.add_argument("--init-scale", type=_number(float, "--init-scale", 0, True), default=d.init_scale,
-                   help="a of the uniform recurrent init U[-a, a] (default: %(default)s)")
-    p.add_argument("--input-scale", type=_number(float, "--input-scale", 0, True), default=d.input_scale,
-                   help="non-recurrent weights from U[-s, s] (default: %(default)s, as in the 2016 paper)")
-    p.add_argument("--optimizer", type=_choice("--optimizer", OPTIMIZERS), default=d.optimizer,
-                   help="sgd, momentum (SGD+0.9), adam, adagrad, rmsprop, path-sgd (Path-SGD), "
-                        "path-adam (Adam on path-normalized gradients) (default: %(default)s)")
-    p.add_argument("--lr", type=_number(float, "--lr", 0, True), default=d.lr, help="learning rate, > 0 (default: %(default)s)")
-    p.add_argument("--kappa2", action="store_true", help="Path-SGD with the second-order term κ2 (exact ½∂²γ²/∂p²)")
-    p.add_argument("--path-lr-scale", type=_choice("--path-lr-scale", ("path_norm", "none")), default=d.path_lr_scale,
-                   help="Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8) "
-                        "(default: %(default)s)")
-    p.add_argument("--margin", type=_number(float, "--margin", 0), default=None,
-                   help="spectral model: keep singular values in [1-m, 1+m] (eq. 10); unset: free singular values")
-    p.add_argument("--orth-lr", type=_number(float, "--orth-lr", 0, True), default=d.orth_lr,
-                   help="spectral model: geodesic SGD learning rate on U and V (default: %(default)g, the 2017 paper's)")
-    p.add_argument("--orth-penalty", type=_number(float, "--orth-penalty", 0), default=d.orth_penalty,
-                   help="add λ‖WᵀW − I‖² to the loss, any recurrent model (default: 0)")
-    p.add_argument("--sv-prior", type=_number(float, "--sv-prior", 0), default=d.sv_prior,
-                   help="add λ Σ(s_i − 1)², a mean-one Gaussian prior on W's singular values (default: 0)")
-    p.add_argument("--weight-decay", type=_number(float, "--weight-decay", 0), default=d.weight_decay,
-                   help="add λ‖W‖² on the composite recurrent matrix (default: 0; the 2017 paper uses 1e-4)")
-    p.add_argument("--batch-size", type=_number(int, "--batch-size", 1), default=d.batch_size, help="minibatch size (default: %(default)s)")
-    p.add_argument("--steps", type=_number(int, "--steps", 1), default=d.steps, help="training steps (default: %(default)s)")
-    p.add_argument("--clip", type=_number(float, "--clip", 0, True), default=None, help="clip the gradient norm at this value (default: off)")
-    p.add_argument("--eval-every", type=_number(int, "--eval-every", 1), default=d.eval_every,
-                   help="evaluate on the validation and test sets every N steps (default: %(default)s)")
-    p.add_argument("--grad-norms-every", type=_number(int, "--grad-norms-every", 0), default=0,
-                   help="every N steps, record ‖∂L/∂h_t‖ for every time step t in grad_norms.jsonl (default: off)")
-    p.add_argument("--eval-limit", type=_number(int, "--eval-limit", 1), default=None,
-                   help="evaluate on at most N validation and test examples (default: all)")
-    p.add_argument("--seed", type=_number(int, "--seed", 0), default=d.seed, help="random seed: same seed, same numbers (default: %(default)s)")
-    p.add_argument("--out", default=d.out, help="parent directory of run directories (default: %(default)s)")
-    p.add_argument("--name", default=None, help="run directory name (default: built from the settings)")
-    p.add_argument("--json", action="store_true", help="print the run summary as one JSON object on the last line")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def add(flag, help, default=None, show_default=True, **kw):
+        if show_default:
+            help = f"{help} (default: {default})"
+        p.add_argument(flag, default=SUPPRESS, help=help, **kw)
+
+    add("--task", f"benchmark task: {', '.join(TASKS)}; real datasets are fetched into the cache on first use",
+        d.task, type=_choice(TASKS))
+    add("--model", "relu: plain ReLU RNN; tanh: plain tanh RNN; lstm: LSTM baseline; spectral: W = U diag(s) Vᵀ "
+        "with geodesic steps on U, V; mlp: ReLU MLP for the image sets", d.model, type=_choice(MODELS))
+    add("--seq-len", "sequence length T, at least 2", "the task's: adding/copy 100, ptb-char 50, ptb-word 20, "
+        "ptb-sentences 75, text8/shakespeare 180; smnist/pmnist are 784", type=_number(int, 2))
+    add("--hidden", "hidden units per layer", d.hidden, type=_number(int, 1))
+    add("--layers", "recurrent layers (MLP: hidden layers)", d.layers, type=_number(int, 1))
+    add("--nonlinearity", "relu or tanh; with --model spectral also none, oplu, prelu", "the model's",
+        type=_choice(NONLINEARITIES))
+    add("--init", f"recurrent init: {', '.join(RECURRENT_INITS)} (identity = IRNN)", d.init,
+        type=_choice(RECURRENT_INITS))
+    add("--init-scale", "a of the uniform recurrent init U[-a, a]", d.init_scale, type=_number(float, 0, True))
+    add("--input-scale", "non-recurrent weights from U[-s, s], as in the 2016 paper", d.input_scale,
+        type=_number(float, 0, True))
+    add("--optimizer", "sgd, momentum (SGD+0.9), adam, adagrad, rmsprop, path-sgd (Path-SGD), "
+        "path-adam (Adam on path-normalized gradients)", d.optimizer, type=_choice(OPTIMIZERS))
+    add("--lr", "learning rate, > 0", d.lr, type=_number(float, 0, True))
+    add("--momentum", "momentum of --optimizer momentum and path-sgd", d.momentum, type=_number(float, 0))
+    add("--kappa2", "Path-SGD with the second-order term κ2 (exact ½∂²γ²/∂p²)", "off", show_default=True,
+        action="store_true")
+    add("--path-lr-scale", "Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8)",
+        d.path_lr_scale, type=_choice(("path_norm", "none")))
+    add("--margin", "spectral model: singular values in [1-m, 1+m] (eq. 10); unset: free singular values",
+        "unset", type=_number(float, 0))
+    add("--orth-lr", "spectral model: geodesic SGD learning rate on U and V (the 2017 paper's)", d.orth_lr,
+        type=_number(float, 0, True))
+    add("--orth-penalty", "add λ‖WᵀW − I‖² to the loss (any recurrent model)", d.orth_penalty, type=_number(float, 0))
+    add("--sv-prior", "add λ Σ(s_i − 1)², a mean-one Gaussian prior on W's singular values", d.sv_prior,
+        type=_number(float, 0))
+    add("--weight-decay", "add λ‖W‖² on the composite recurrent matrix (the 2017 paper uses 1e-4)", d.weight_decay,
+        type=_number(float, 0))
+    add("--dropout", "MLP dropout on hidden units (the 2015 paper uses 0.5)", d.dropout, type=_number(float, 0))
+    add("--batch-size", "minibatch size", d.batch_size, type=_number(int, 1))
+    add("--steps", "training steps", d.steps, type=_number(int, 1))
+    add("--clip", "clip the gradient norm at this value", "off", type=_number(float, 0, True))
+    add("--eval-every", "evaluate on the validation and test sets every N steps", d.eval_every, type=_number(int, 1))
+    add("--eval-limit", "evaluate on at most N validation and test examples", "all", type=_number(int, 1))
+    add("--checkpoint-every", "write an atomic checkpoint every N steps", "at every evaluation", type=_number(int, 1))
+    add("--grad-norms-every", "every N steps, record ‖∂L/∂h_t‖ for each t in grad_norms.jsonl", "off",
+        type=_number(int, 0))
+    add("--tensorboard", "also log scalars for TensorBoard in <run dir>/tensorboard", "off", action="store_true")
+    add("--seed", "random seed: same seed, same numbers", d.seed, type=_number(int, 0))
+    add("--data-dir", "dataset cache", "$PLAINRNN_DATA or ~/.cache/plainrnn")
+    add("--out", "parent directory of run directories", d.out)
+    add("--name", "run directory name", "built from the settings")
 
 
-def _config_from(args) -> RunConfig:
-    fields = RunConfig.fields()
-    return RunConfig(**{k: v for k, v in vars(args).items() if k in fields})
+def _given(args, command_fields=("config", "set", "resume", "json", "quiet", "func", "command")) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in command_fields}
 
 
 def _cmd_train(args) -> int:
-    from .train import train
-    cfg = _config_from(args)
-    try:
-        cfg.validate()
-    except ValueError as e:
-        print(f"plainrnn train: error: {e}", file=sys.stderr)
-        return 2
     from .tasks import DataError
+    from .train import resume, train
+    from .train.config import load_config, parse_overrides
     try:
-        summary = train(cfg, progress=False if args.quiet else None)
-    except DataError as e:
-        print(f"plainrnn train: error: {e}", file=sys.stderr)
-        return 2
-    if not args.json:
-        status = f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']})" if summary["diverged"] \
-            else f"test {summary['metric']} {summary['test_metric']:.6g} (baseline {summary['baseline']:.4g})"
-        print(f"{cfg.run_name()}: {status}; {summary['wall_s']:.1f} s; run dir {summary['run_dir']}")
-    print(json.dumps(summary) if args.json else "", end="\n" if args.json else "")
+        if args.resume:
+            summary = resume(args.resume, progress=False if args.quiet else None, steps=vars(args).get("steps"))
+        else:
+            overrides = parse_overrides(args.set or [])
+            cfg = load_config(args.config, {**_given(args), **overrides})
+            summary = train(cfg, progress=False if args.quiet else None)
+    except (ValueError, DataError, FileNotFoundError) as e:
+        return _fail("train", e)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        status = (f"diverged at step {summary['diverged_step']} ({summary['diverged_reason']})" if summary["diverged"]
+                  else f"test {summary['metric']} {summary['test_metric']:.6g} (baseline {summary['baseline']:.4g})")
+        print(f"{summary['run_dir']}: {status}; {summary['wall_s']:.1f} s")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from .experiments.sweep import parse_grid, run_sweep
+    from .train.config import load_config, parse_overrides
+    try:
+        base = load_config(args.config, parse_overrides(args.set or []))
+        grid = parse_grid(args.grid or [])
+        result = run_sweep(base, grid, seeds=args.seeds, backend=args.backend, workers=args.workers,
+                           address=args.address, name=args.name, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        return _fail("sweep", e)
+    print(result["table"])
+    print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
+          f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .experiments.report import report
+    try:
+        text = report(args.runs, fmt=args.format, plots_dir=args.plots)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail("report", e)
+    print(text)
     return 0
 
 
@@ -130,11 +163,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .experiments.bench import CASES, TARGETS, format_table, run_bench
+    from .experiments.bench import TARGETS, format_table, run_bench
     unknown = [k for k in (args.only or []) if k not in TARGETS]
     if unknown:
-        print(f"plainrnn bench: error: unknown case {unknown[0]!r}; allowed: {', '.join(TARGETS)}", file=sys.stderr)
-        return 2
+        return _fail("bench", f"unknown case {unknown[0]!r}; allowed: {', '.join(TARGETS)}")
     say = None if args.json else (lambda key: print(f"measuring {key} ...", file=sys.stderr, flush=True))
     results = run_bench(quick=args.quick, repeats=args.repeats, only=args.only, progress=say)
     print(json.dumps(results) if args.json else format_table(results))
@@ -142,25 +174,21 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    if args.recipe == "kappa-table":
-        from .experiments.kappa_ratio import kappa_ratio_table, to_markdown
-        table = kappa_ratio_table(seeds=args.seeds)
-        print(json.dumps(table, indent=1) if args.json else to_markdown(table))
-        return 0
-    return 2
+    from .experiments.kappa_ratio import kappa_ratio_table, to_markdown
+    table = kappa_ratio_table(seeds=args.seeds)
+    print(json.dumps(table, indent=1) if args.json else to_markdown(table))
+    return 0
 
 
 def _cmd_data(args) -> int:
     from .tasks.data import DATASETS, DataError, cache_dir, fetch, status
     if args.action == "list":
-        root = cache_dir(args.data_dir)
-        print(f"cache: {root}")
+        print(f"cache: {cache_dir(args.data_dir)}")
         for name, ds in DATASETS.items():
             print(f"  {name:<12} {status(name, args.data_dir):<8} {ds.note}")
         return 0
     if not args.name:
-        print("plainrnn data fetch: error: name a dataset: " + ", ".join(DATASETS), file=sys.stderr)
-        return 2
+        return _fail("data fetch", "name a dataset: " + ", ".join(DATASETS))
     try:
         fetch(args.name, args.data_dir, source_file=args.source, force=args.force,
               say=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -171,49 +199,82 @@ def _cmd_data(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD: train, demo, bench.")
+    from .tasks.data import DATASETS
+    parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD and spectrally constrained "
+                                                   "RNNs: train, sweep, report, reproduce, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="the adding problem at T=100, three setups side by side (under 3 minutes)",
                           description="Trains the adding problem at T=100 with IRNN+SGD, ReLU RNN+Adam and "
                                       "ReLU RNN+Path-SGD; prints a table of test MSE and writes a learning-curve PNG.")
     demo.add_argument("--out", default="runs", help="parent directory of the demo's runs (default: %(default)s)")
-    demo.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="override the steps per setup")
+    demo.add_argument("--steps", type=_number(int, 1), default=None, help="override the steps per setup")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
+
+    train = sub.add_parser("train", help="train one model on one task",
+                           description="Train one model on one task. Settings come from the flags, or from "
+                                       "--config FILE (YAML) with --set key=value overrides.")
+    train.add_argument("--config", help="YAML file of RunConfig keys (see docs/experiments.md)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    train.add_argument("--json", action="store_true", help="print the run summary as one JSON object on the last line")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_train_arguments(train)
+    train.set_defaults(func=_cmd_train)
+
+    sweep = sub.add_parser("sweep", help="run a grid × seeds, select on validation, report test",
+                           description="Runs every combination of the --grid values for --seeds seeds, on a local "
+                                       "process pool or a Ray cluster, selects the best setting on the validation "
+                                       "metric (median over seeds) and reports its test metric. Finished trials are "
+                                       "reused when a sweep is run again.")
+    sweep.add_argument("config", nargs="?", help="YAML file of RunConfig keys (default: the built-in defaults)")
+    sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", help="values to sweep (repeatable)")
+    sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    sweep.add_argument("--seeds", type=_number(int, 1), default=1, help="seeds per setting (default: %(default)s)")
+    sweep.add_argument("--backend", type=_choice(("local", "ray")), default="local",
+                       help="local: a process pool sized to the cores; ray: a Ray cluster (default: %(default)s)")
+    sweep.add_argument("--workers", type=_number(int, 1), default=None, help="local pool size (default: the cores)")
+    sweep.add_argument("--address", default=None, help="Ray cluster address for ray.init (default: start one locally)")
+    sweep.add_argument("--name", default=None, help="sweep directory name under the config's out (default: sweep)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    rep = sub.add_parser("report", help="tables and learning curves from run directories",
+                         description="One row per setting (all config keys but the seed): best and median test "
+                                     "metric over seeds, diverged count, wall time; plus learning-curve PNGs.")
+    rep.add_argument("runs", nargs="+", help="run directories, or folders holding them (a sweep directory)")
+    rep.add_argument("--format", type=_choice(("md", "csv", "json")), default="md", help="md, csv or json (default: md)")
+    rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none)")
+    rep.set_defaults(func=_cmd_report)
+
+    repro = sub.add_parser("reproduce", help="rerun a table of the papers",
+                           description="kappa-table: ‖κ2‖/‖κ1‖ over T ∈ {10, 20, 50, 100} × H ∈ {50, 100, 200} at "
+                                       "uniform[-0.1, 0.1] init (2016 paper, Fig. 2).")
+    repro.add_argument("recipe", type=_choice(("kappa-table",)), help="which table: kappa-table")
+    repro.add_argument("--seeds", type=_number(int, 1), default=3, help="initializations to average (default: %(default)s)")
+    repro.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    repro.set_defaults(func=_cmd_reproduce)
 
     bench = sub.add_parser("bench", help="side-by-side overhead ratios of our optimizers and models",
                            description="Times each of our methods against its baseline on the same shapes, "
                                        "interleaved, and prints median ratios (ours / baseline) with their targets.")
     bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke test; ratios not meaningful)")
     bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, times, machine}}")
-    bench.add_argument("--repeats", type=_number(int, "--repeats", 1), default=None, help="interleaved repeats per case (default 7; 3 with --quick)")
+    bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved repeats per case (default 7; 3 with --quick)")
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
     bench.set_defaults(func=_cmd_bench)
 
-    rep = sub.add_parser("reproduce", help="rerun a table or figure of the papers",
-                         description="Rerun one of the papers' tables. kappa-table: ‖κ2‖/‖κ1‖ over T ∈ {10, 20, 50, 100} "
-                                     "× H ∈ {50, 100, 200} at uniform[-0.1, 0.1] init (2016 paper, Fig. 2).")
-    rep.add_argument("recipe", type=_choice("recipe", ("kappa-table",)), help="which table: kappa-table")
-    rep.add_argument("--seeds", type=_number(int, "--seeds", 1), default=3, help="initializations to average (default: %(default)s)")
-    rep.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
-    rep.set_defaults(func=_cmd_reproduce)
-
-    from .tasks.data import DATASETS
     data = sub.add_parser("data", help="fetch and list the real datasets (cache outside the repository)",
                           description="Fetch datasets into the cache (default ~/.cache/plainrnn, or $PLAINRNN_DATA, "
                                       "or --data-dir) with their checksums verified, or list what is there.")
-    data.add_argument("action", type=_choice("action", ("fetch", "list")), help="fetch or list")
-    data.add_argument("name", nargs="?", type=_choice("dataset", tuple(DATASETS)), help=f"dataset: {', '.join(DATASETS)}")
+    data.add_argument("action", type=_choice(("fetch", "list")), help="fetch or list")
+    data.add_argument("name", nargs="?", type=_choice(tuple(DATASETS)), help=f"dataset: {', '.join(DATASETS)}")
     data.add_argument("--from", dest="source", metavar="FILE",
                       help="install a file you downloaded (text8, cifar10, cifar100; for svhn a folder)")
     data.add_argument("--data-dir", default=None, help="cache folder (default: $PLAINRNN_DATA or ~/.cache/plainrnn)")
     data.add_argument("--force", action="store_true", help="fetch again even if present")
     data.set_defaults(func=_cmd_data)
-
-    train = sub.add_parser("train", help="train one model on one task", description="Train one model on one task.")
-    _add_train_arguments(train)
-    train.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -29,6 +29,8 @@ class RunConfig:
     steps: int = 1000
     clip: float | None = None            # max gradient norm; None: no clipping
     eval_every: int = 100
+    checkpoint_every: int = 0            # atomic checkpoint every N steps (0: at every evaluation)
+    tensorboard: bool = False            # also log scalars to <run dir>/tensorboard
     eval_limit: int | None = None        # evaluate on at most this many validation/test examples
     seed: int = 0
     kappa2: bool = False                 # Path-SGD with the second-order term κ2
@@ -85,6 +87,7 @@ class RunConfig:
             need(getattr(self, field) >= 1, field, ">= 1", getattr(self, field))
         need(self.clip is None or self.clip > 0, "clip", "> 0", self.clip)
         need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", ">= 1", self.eval_limit)
+        need(self.checkpoint_every >= 0, "checkpoint_every", ">= 0", self.checkpoint_every)
         need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)
         need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
@@ -99,3 +102,82 @@ class RunConfig:
     @classmethod
     def fields(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(field: str, value, annotation: str):
+    """Turns a YAML or command-line value into the field's type, or says what was expected."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if "None" in kinds:
+            return None
+        raise ValueError(f"{field} cannot be empty")
+    for kind in kinds:
+        try:
+            if kind == "bool":
+                if isinstance(value, bool):
+                    return value
+                if str(value).lower() in ("true", "yes", "1", "on"):
+                    return True
+                if str(value).lower() in ("false", "no", "0", "off"):
+                    return False
+                continue
+            if kind == "int":
+                if isinstance(value, bool):
+                    continue
+                as_float = float(value)
+                if as_float != int(as_float):
+                    continue
+                return int(as_float)
+            if kind == "float":
+                if isinstance(value, bool):
+                    continue
+                return float(value)
+            if kind == "str":
+                return str(value)
+        except (TypeError, ValueError):
+            continue
+    wanted = " or ".join(k for k in kinds if k != "None")
+    raise ValueError(f"{field} must be {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}, got {value!r}")
+
+
+def config_from_mapping(mapping: dict, source: str = "config") -> RunConfig:
+    """A RunConfig from a dict (YAML or overrides), rejecting unknown keys with the list of valid ones."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{source}: expected a mapping of key: value, got {type(mapping).__name__}")
+    fields = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+    values = {}
+    for key, value in mapping.items():
+        key = str(key).replace("-", "_")
+        if key not in fields:
+            raise ValueError(f"{source}: unknown key {key!r}; valid keys: {', '.join(fields)}")
+        values[key] = _coerce(key, value, fields[key])
+    return RunConfig(**values)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["lr=1e-3", "init=uniform"]`` → {"lr": "1e-3", "init": "uniform"} (typed later)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(path: str | None, overrides: dict | None = None) -> RunConfig:
+    """YAML file (optional) + overrides → a validated RunConfig."""
+    import yaml
+    mapping: dict = {}
+    if path is not None:
+        try:
+            with open(path) as f:
+                mapping = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such config file") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(mapping, dict):
+            raise ValueError(f"{path}: expected a mapping of key: value at the top level")
+    merged = {**mapping, **(overrides or {})}
+    return config_from_mapping(merged, source=str(path) if path else "--set").validate()

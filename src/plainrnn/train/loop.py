@@ -1,12 +1,20 @@
 """The training loop, readable top to bottom.
 
 task → batch → model → loss → backward → (clip) → optimizer → metrics.jsonl → checkpoint.
-A non-finite loss or gradient norm ends the run as ``diverged`` with the step and the reason.
+
+- A non-finite loss or gradient norm ends the run as ``diverged`` with the step and the reason.
+- Every ``checkpoint_every`` steps the model, optimizer, step and every RNG state are written
+  atomically, so ``resume(run_dir)`` continues to the same numbers as an uninterrupted run and
+  metrics already written are neither lost nor duplicated.
+- Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel over gloo;
+  every rank draws the same global batch and trains on its slice, so the result equals one process
+  on the whole batch. Only rank 0 writes files.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -15,28 +23,53 @@ from tqdm import tqdm
 
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
-from .diagnostics import hidden_gradient_norms, spectral_stats
 from .build import build_model, build_optimizer
-from .checkpoint import save_checkpoint, write_json
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import RunConfig
+from .diagnostics import hidden_gradient_norms, spectral_stats
 
 
 class MetricsLog:
-    """Appends one JSON object per line to ``metrics.jsonl``, flushed at once."""
+    """Appends one JSON object per line to a .jsonl file, flushed at once."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep_until_step: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
+        if keep_until_step is None:
+            self.path.write_text("")
+        else:  # resuming: keep what the checkpoint covers, drop what will be recomputed
+            kept = [line for line in (self.path.read_text().splitlines() if self.path.exists() else [])
+                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
+            write_json_lines(self.path, kept)
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
 
 
-def train(cfg: RunConfig, progress: bool | None = None) -> dict:
-    """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``)."""
+def write_json_lines(path: Path, lines: list[str]) -> None:
+    from .checkpoint import _atomic_write
+    _atomic_write(path, lambda f: f.write("".join(line + "\n" for line in lines).encode()))
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("gloo")
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None,
+          stop_after: int | None = None) -> dict:
+    """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
+
+    ``resume_from``: a run directory with a checkpoint to continue. ``stop_after``: stop (as if
+    killed) after that many steps, leaving the last periodic checkpoint (used by tests)."""
     cfg.validate()
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
     torch.manual_seed(cfg.seed)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     init_gen = torch.Generator().manual_seed(cfg.seed + 7919)  # init and data streams independent
@@ -44,25 +77,53 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
     spec = task.spec
     model = build_model(cfg, spec, init_gen)
     optimizer = build_optimizer(cfg, model, spec.seq_len)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
-    run_dir = Path(cfg.out) / cfg.run_name()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg.to_dict())
-    log = MetricsLog(run_dir / "metrics.jsonl")
-    for name, artifact in getattr(task, "artifacts", dict)().items():
-        save_checkpoint(run_dir / name, artifact)  # e.g. pmnist's permutation, saved with the run
-    grad_log = MetricsLog(run_dir / "grad_norms.jsonl") if cfg.grad_norms_every else None
+    run_dir = Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name()
+    first_step, best_valid, elapsed = 1, None, 0.0
+    if resume_from:
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        data_gen.set_state(ckpt["data_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        first_step, best_valid, elapsed = ckpt["step"] + 1, ckpt["best_valid"], ckpt.get("elapsed", 0.0)
+    writer = rank == 0
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", cfg.to_dict())
+        _write_yaml(run_dir / "config.yaml", cfg.to_dict())
+        keep = first_step - 1 if resume_from else None
+        log = MetricsLog(run_dir / "metrics.jsonl", keep)
+        grad_log = MetricsLog(run_dir / "grad_norms.jsonl", keep) if cfg.grad_norms_every else None
+        for name, artifact in getattr(task, "artifacts", dict)().items():
+            save_checkpoint(run_dir / name, artifact)  # e.g. pmnist's permutation, saved with the run
+        board = _tensorboard(run_dir) if cfg.tensorboard else None
+    else:
+        log = grad_log = board = None
+
+    def checkpoint(step: int) -> None:
+        if writer:
+            save_checkpoint(run_dir / "checkpoint.pt", dict(
+                model=model.state_dict(), optimizer=optimizer.state_dict(), data_rng=data_gen.get_state(),
+                torch_rng=torch.get_rng_state(), step=step, best_valid=best_valid, config=cfg.to_dict(),
+                elapsed=elapsed + time.perf_counter() - start))
 
     penalized = bool(cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay)
+    checkpoint_every = cfg.checkpoint_every or cfg.eval_every
     start = time.perf_counter()
     diverged, diverged_step, reason = False, None, None
-    best_valid, last_eval = None, {}
-    bar = tqdm(range(1, cfg.steps + 1), desc=cfg.run_name(), disable=progress is False or None,
-               leave=False, dynamic_ncols=True) if progress is not False else range(1, cfg.steps + 1)
+    last_eval: dict = {}
+    steps = range(first_step, cfg.steps + 1)
+    bar = tqdm(steps, desc=cfg.run_name(), leave=False, dynamic_ncols=True, initial=first_step - 1,
+               total=cfg.steps, disable=None) if (progress is not False and writer) else steps
+    share = cfg.batch_size // world
     for step in bar:
         model.train()
-        x, y = task.train_batch(cfg.batch_size, data_gen)
-        loss = task.loss(model(x), y)
+        x, y = task.train_batch(cfg.batch_size, data_gen)  # the same global batch on every rank
+        if world > 1:
+            x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
+        loss = task.loss(net(x), y)
         if penalized:
             loss = loss + recurrent_penalty(model, orth=cfg.orth_penalty, sv_prior=cfg.sv_prior,
                                             weight_decay=cfg.weight_decay)
@@ -88,36 +149,76 @@ def train(cfg: RunConfig, progress: bool | None = None) -> dict:
             test_loss, test_metric = task.evaluate(model, "test", limit=cfg.eval_limit)
             last_eval = dict(step=step, train_loss=loss.item(), grad_norm=grad_norm, valid_loss=valid_loss,
                              valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric,
-                             wall_s=round(time.perf_counter() - start, 3))
+                             wall_s=round(elapsed + time.perf_counter() - start, 3))
             last_eval.update(spectral_stats(model))
-            log.write(last_eval)
+            if log is not None:
+                log.write(last_eval)
+            if board is not None:
+                for key in ("train_loss", "valid_metric", "test_metric", "grad_norm"):
+                    board.add_scalar(key, last_eval[key], step)
             if isinstance(bar, tqdm):
                 bar.set_postfix(test=f"{test_metric:.4g}")
             if not (math.isfinite(valid_loss) and math.isfinite(test_loss)):
                 diverged, diverged_step, reason = True, step, "non-finite evaluation loss"
                 break
-            better = best_valid is None or (valid_metric < best_valid if spec.lower_is_better else valid_metric > best_valid)
-            if better:
+            if best_valid is None or (valid_metric < best_valid if spec.lower_is_better else valid_metric > best_valid):
                 best_valid = valid_metric
+        if step % checkpoint_every == 0:
+            checkpoint(step)
+        if stop_after is not None and step >= stop_after:
+            if isinstance(bar, tqdm):
+                bar.close()
+            return dict(stopped_at=step, run_dir=str(run_dir))
     if isinstance(bar, tqdm):
         bar.close()
 
+    if not last_eval and log is not None and log.path.exists():  # resumed right at the end
+        lines = [json.loads(line) for line in log.path.read_text().splitlines() if line.strip()]
+        last_eval = next((r for r in reversed(lines) if "test_metric" in r), {})
+    nan = float("nan")
     summary = dict(task=cfg.task, model=cfg.model, optimizer=cfg.optimizer, lr=cfg.lr, seed=cfg.seed,
-                   seq_len=spec.seq_len, steps=last_eval.get("step", 0) if not diverged else diverged_step,
-                   metric=spec.metric_name, baseline=spec.baseline,
-                   test_loss=last_eval.get("test_loss", float("nan")) if not diverged else float("nan"),
-                   test_metric=last_eval.get("test_metric", float("nan")) if not diverged else float("nan"),
-                   valid_metric=last_eval.get("valid_metric", float("nan")) if not diverged else float("nan"),
+                   seq_len=spec.seq_len, steps=diverged_step if diverged else last_eval.get("step", 0),
+                   metric=spec.metric_name, baseline=spec.baseline, lower_is_better=spec.lower_is_better,
+                   test_loss=nan if diverged else last_eval.get("test_loss", nan),
+                   test_metric=nan if diverged else last_eval.get("test_metric", nan),
+                   valid_metric=nan if diverged else last_eval.get("valid_metric", nan),
                    best_valid_metric=best_valid, diverged=diverged, diverged_step=diverged_step,
-                   diverged_reason=reason, wall_s=round(time.perf_counter() - start, 3),
+                   diverged_reason=reason, wall_s=round(elapsed + time.perf_counter() - start, 3),
                    run_dir=str(run_dir))
-    if diverged:
-        log.write(dict(step=diverged_step, diverged=True, reason=reason))
-    save_checkpoint(run_dir / "checkpoint.pt", dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                                    config=cfg.to_dict(), step=summary["steps"]))
-    write_json(run_dir / "summary.json", summary)
-    _figures(run_dir, grad_log is not None)
+    if writer:
+        if diverged:
+            log.write(dict(step=diverged_step, diverged=True, reason=reason))
+        checkpoint(summary["steps"] if not diverged else diverged_step)
+        write_json(run_dir / "summary.json", summary)
+        if board is not None:
+            board.close()
+        _figures(run_dir, grad_log is not None)
     return summary
+
+
+def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> dict:
+    """Continues the run in ``run_dir`` from its last checkpoint (``steps`` may extend it)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run_dir}: no checkpoint.pt to resume from")
+    cfg = RunConfig(**json.loads((run_dir / "config.json").read_text()))
+    if steps is not None:
+        cfg.steps = steps
+    return train(cfg, progress, resume_from=run_dir)
+
+
+def _write_yaml(path: Path, obj: dict) -> None:
+    import yaml
+    from .checkpoint import _atomic_write
+    _atomic_write(path, lambda f: f.write(yaml.safe_dump(obj, sort_keys=True).encode()))
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # tensorboard is the optional extra plainrnn[tensorboard]
+        raise RuntimeError("--tensorboard needs the tensorboard package: pip install 'plainrnn[tensorboard]'") from e
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _figures(run_dir: Path, with_grad_norms: bool) -> None:

@@ -1,0 +1,95 @@
+"""`plainrnn report`: one row per setting over seeds, and learning curves that compare optimizers.
+
+A setting is a run's config without its seed, name and output folder. For each: the number of runs,
+how many diverged ("IRNN+SGD: 7/10 diverged"), the best and the median test metric over the seeds that
+did not diverge, and the median wall time.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from .plots import plot_learning_curves, read_metrics
+
+_IGNORED = ("seed", "name", "out", "data_dir")
+_LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers")
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    runs = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such run directory")
+        if (p / "summary.json").exists():
+            runs.append(p)
+        else:
+            runs.extend(sorted(q.parent for q in p.glob("*/summary.json")))
+    if not runs:
+        raise ValueError(f"no runs (folders with summary.json) under {', '.join(paths)}")
+    return runs
+
+
+def _setting(config: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in config.items() if k not in _IGNORED))
+
+
+def _label(config: dict, varying: set) -> str:
+    keys = [k for k in _LABEL_KEYS if k in varying] or ["optimizer"]
+    return " ".join(f"{k}={config[k]}" for k in keys)
+
+
+def collect(runs: list[Path]) -> list[dict]:
+    groups: dict[tuple, dict] = {}
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        summary = json.loads((run / "summary.json").read_text())
+        g = groups.setdefault(_setting(config), dict(config=config, runs=[], summaries=[]))
+        g["runs"].append(run)
+        g["summaries"].append(summary)
+    configs = [g["config"] for g in groups.values()]
+    varying = {k for k in configs[0] if len({json.dumps(c.get(k)) for c in configs}) > 1} if len(configs) > 1 else set()
+    rows = []
+    for g in groups.values():
+        ok = [s for s in g["summaries"] if not s["diverged"] and math.isfinite(s["test_metric"])]
+        lower = g["summaries"][0].get("lower_is_better", True)
+        tests = [s["test_metric"] for s in ok]
+        rows.append(dict(setting=_label(g["config"], varying), metric=g["summaries"][0]["metric"], runs=len(g["runs"]),
+                         diverged=sum(s["diverged"] for s in g["summaries"]),
+                         best_test=(min(tests) if lower else max(tests)) if tests else math.nan,
+                         median_test=statistics.median(tests) if tests else math.nan,
+                         median_wall_s=statistics.median(s["wall_s"] for s in g["summaries"]),
+                         run_dirs=[str(r) for r in g["runs"]], task=g["config"]["task"]))
+    return rows
+
+
+def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None) -> str:
+    rows = collect(find_runs(paths))
+    if plots_dir:
+        for task in sorted({r["task"] for r in rows}):
+            curves = {}
+            for r in (r for r in rows if r["task"] == task):
+                # The median run over seeds of each setting, so one axis compares the optimizers.
+                per_run = [(json.loads((Path(d) / "summary.json").read_text())["test_metric"], d) for d in r["run_dirs"]]
+                finite = sorted((m, d) for m, d in per_run if math.isfinite(m)) or per_run
+                curves[r["setting"]] = read_metrics(finite[len(finite) // 2][1])
+            plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
+                                 ylabel=f"test {rows[0]['metric']}", title=task)
+    if fmt == "json":
+        return json.dumps([{k: v for k, v in r.items() if k != "run_dirs"} for r in rows], indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["setting", "metric", "runs", "diverged", "best_test", "median_test", "median_wall_s"])
+        for r in rows:
+            w.writerow([r["setting"], r["metric"], r["runs"], r["diverged"], r["best_test"], r["median_test"],
+                        r["median_wall_s"]])
+        return buf.getvalue().rstrip("\n")
+    lines = ["| setting | metric | diverged | best test | median test | median wall (s) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
+                     f"{r['median_test']:.5g} | {r['median_wall_s']:.1f} |")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Sweeps: every grid combination × seeds, on a local process pool or a Ray cluster.
+
+Each trial is one ``train`` run in ``<out>/<sweep>/<setting>-s<seed>``. A trial that raises is
+recorded as failed and never stops the others; a diverged trial is a result, counted in the table.
+A trial whose ``summary.json`` already exists with the same config is reused, so re-running a sweep
+after a crash only runs what is missing.
+
+Selection follows the papers: for each setting, the median validation metric over its seeds
+(diverged seeds count as the worst); the setting with the best median is selected and its test
+metric (median over seeds) is reported.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import itertools
+import json
+import math
+import os
+import statistics
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..train.config import RunConfig, config_from_mapping
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """["lr=1e-2,1e-3", "init=identity,uniform"] → {"lr": [...], "init": [...]}; keys are checked later."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--grid expects key=v1,v2,..., got {item!r}")
+        key, values = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not vals:
+            raise ValueError(f"--grid {key}: no values")
+        if key in ("seed", "name", "out"):
+            raise ValueError(f"--grid {key}: not a sweepable key (use --seeds for seeds)")
+        grid[key] = vals
+    return grid
+
+
+def setting_label(values: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in values.items()) or "base"
+
+
+def build_trials(base: RunConfig, grid: dict, seeds: int, sweep_dir: Path) -> list[dict]:
+    keys = list(grid)
+    trials = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        for i in range(seeds):
+            mapping = {**dataclasses.asdict(base), **values}
+            cfg = config_from_mapping(mapping, source="--grid")  # typed and key-checked
+            cfg.seed = base.seed + i
+            label = setting_label(values)
+            cfg.out, cfg.name = str(sweep_dir), f"{label.replace('=', '-').replace(',', '_')}-s{cfg.seed}"
+            cfg.validate()
+            trials.append(dict(setting=label, config=dataclasses.asdict(cfg)))
+    return trials
+
+
+def run_trial(config: dict, threads: int = 1) -> dict:
+    """One trial in the current process; exceptions become a 'failed' record."""
+    import torch
+    torch.set_num_threads(threads)  # workers × threads ≤ cores: no oversubscription
+    from ..train import train
+    cfg = RunConfig(**config)
+    run_dir = Path(cfg.out) / cfg.run_name()
+    done = run_dir / "summary.json"
+    if done.exists() and (run_dir / "config.json").exists():
+        if json.loads((run_dir / "config.json").read_text()) == config:
+            return dict(json.loads(done.read_text()), status="reused")
+    try:
+        return dict(train(cfg, progress=False), status="ok")
+    except Exception as e:  # noqa: BLE001 – one failing trial must never kill the sweep
+        return dict(status="failed", error=f"{e.__class__.__name__}: {e}", run_dir=str(run_dir), diverged=False,
+                    test_metric=math.nan, valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)
+
+
+def _run_local(trials, workers, progress):
+    workers = workers or os.cpu_count() or 1
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    results = [None] * len(trials)
+    import multiprocessing as mp
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(run_trial, t["config"], threads): i for i, t in enumerate(trials)}
+        bar = tqdm(total=len(trials), desc="sweep", disable=not progress or None, leave=False)
+        for fut in cf.as_completed(futures):
+            i = futures[fut]
+            try:
+                results[i] = fut.result()
+            except Exception as e:  # noqa: BLE001 – a worker that died (e.g. killed) fails only its trial
+                results[i] = dict(status="failed", error=f"{e.__class__.__name__}: {e}", diverged=False,
+                                  test_metric=math.nan, valid_metric=math.nan, wall_s=0.0)
+            bar.update()
+        bar.close()
+    return results
+
+
+def _run_ray(trials, address, progress):
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("--backend ray needs Ray: pip install 'plainrnn[ray]'") from e
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+        refs = [remote.remote(t["config"], 1) for t in trials]
+        results = []
+        for ref in tqdm(refs, desc="sweep (ray)", disable=not progress or None, leave=False):
+            try:
+                results.append(ray.get(ref))
+            except Exception as e:  # noqa: BLE001 – a lost worker fails only its trial
+                results.append(dict(status="failed", error=f"{e.__class__.__name__}: {e}", diverged=False,
+                                    test_metric=math.nan, valid_metric=math.nan, wall_s=0.0))
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def summarize(trials: list[dict], results: list[dict]) -> tuple[list[dict], dict]:
+    rows: dict[str, dict] = {}
+    for trial, res in zip(trials, results):
+        row = rows.setdefault(trial["setting"], dict(setting=trial["setting"], trials=0, diverged=0, failed=0,
+                                                     valid=[], test=[], wall=[]))
+        row["trials"] += 1
+        lower = res.get("lower_is_better", True)
+        row["lower_is_better"] = lower
+        if res.get("status") == "failed":
+            row["failed"] += 1
+            continue
+        if res.get("diverged"):
+            row["diverged"] += 1
+            continue
+        row["valid"].append(res["valid_metric"])
+        row["test"].append(res["test_metric"])
+        row["wall"].append(res["wall_s"])
+    table = []
+    for row in rows.values():
+        lower = row.get("lower_is_better", True)
+        worst = math.inf if lower else -math.inf
+        # Diverged or failed seeds count as the worst value in the median: instability is penalized.
+        padded = row["valid"] + [worst] * (row["diverged"] + row["failed"])
+        table.append(dict(
+            setting=row["setting"], trials=row["trials"], diverged=row["diverged"], failed=row["failed"],
+            median_valid=statistics.median(padded) if padded else math.nan,
+            best_test=(min(row["test"]) if lower else max(row["test"])) if row["test"] else math.nan,
+            median_test=statistics.median(row["test"]) if row["test"] else math.nan,
+            median_wall_s=statistics.median(row["wall"]) if row["wall"] else math.nan, lower_is_better=lower))
+    finite = [r for r in table if math.isfinite(r["median_valid"])]
+    pick = min if (table and table[0]["lower_is_better"]) else max
+    selected = pick(finite, key=lambda r: r["median_valid"]) if finite else dict(setting="none", median_test=math.nan)
+    return table, dict(setting=selected["setting"], test_metric=selected["median_test"])
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| setting | diverged | failed | median valid | best test | median test | median wall (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['setting']} | {r['diverged']}/{r['trials']} | {r['failed']} | {r['median_valid']:.5g} | "
+                     f"{r['best_test']:.5g} | {r['median_test']:.5g} | {r['median_wall_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local", workers: int | None = None,
+              address: str | None = None, name: str | None = None, progress: bool = True) -> dict:
+    sweep_dir = Path(base.out) / (name or "sweep")
+    trials = build_trials(base, grid, seeds, sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if backend == "local":
+        results = _run_local(trials, workers, progress)
+    elif backend == "ray":
+        results = _run_ray(trials, address, progress)
+    else:
+        raise ValueError(f"backend must be local or ray, got {backend!r}")
+    table, selected = summarize(trials, results)
+    with open(sweep_dir / "trials.jsonl", "w") as f:
+        for trial, res in zip(trials, results):
+            f.write(json.dumps(dict(setting=trial["setting"], seed=trial["config"]["seed"], **{
+                k: res.get(k) for k in ("status", "error", "diverged", "diverged_step", "diverged_reason",
+                                        "valid_metric", "test_metric", "wall_s", "run_dir")})) + "\n")
+    (sweep_dir / "table.md").write_text(markdown(table) + "\n")
+    (sweep_dir / "selected.json").write_text(json.dumps(selected, indent=2) + "\n")
+    return dict(table=markdown(table), rows=table, selected=selected, dir=str(sweep_dir), results=results)

@@ -1,0 +1,99 @@
+import json
+import math
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from plainrnn.experiments.report import report
+from plainrnn.experiments.sweep import parse_grid, run_sweep
+from plainrnn.train.config import load_config, parse_overrides
+
+BASE = ["seq_len=10", "hidden=8", "steps=30", "eval_every=10"]
+
+
+def _base(tmp_path, *extra):
+    return load_config(None, parse_overrides(BASE + [f"out={tmp_path}", *extra]))
+
+
+def test_absurd_lr_is_diverged_failures_are_contained_and_selection_is_on_validation(tmp_path):
+    base = _base(tmp_path, "model=spectral", "nonlinearity=oplu", "optimizer=rmsprop")
+    res = run_sweep(base, parse_grid(["lr=1e-2,1e12", "hidden=8,7"]), seeds=2, workers=2, progress=False)
+    rows = {r["setting"]: r for r in res["rows"]}
+    assert rows["lr=1e12,hidden=8"]["diverged"] == 2
+    assert rows["lr=1e-2,hidden=7"]["failed"] == 2  # OPLU needs an even width: the trial raises
+    assert rows["lr=1e-2,hidden=8"]["diverged"] == 0 and math.isfinite(rows["lr=1e-2,hidden=8"]["median_test"])
+    assert res["selected"]["setting"] == "lr=1e-2,hidden=8"
+    trials = [json.loads(l) for l in open(tmp_path / "sweep" / "trials.jsonl")]
+    failed = [t for t in trials if t["status"] == "failed"]
+    assert len(failed) == 4 and all("hidden_size must be even" in t["error"] for t in failed)
+    # Running it again reuses every finished trial.
+    again = run_sweep(base, parse_grid(["lr=1e-2,1e12", "hidden=8,7"]), seeds=2, workers=2, progress=False)
+    assert sum(r.get("status") == "reused" for r in again["results"]) == 4  # failed trials are retried
+
+
+def test_report_counts_diverged_and_writes_curves(tmp_path):
+    base = _base(tmp_path)
+    run_sweep(base, parse_grid(["optimizer=sgd,adam", "lr=1e-3,1e12"]), seeds=2, workers=2, progress=False)
+    md = report([str(tmp_path / "sweep")], plots_dir=str(tmp_path / "plots"))
+    assert "2/2" in md and "0/2" in md
+    assert (tmp_path / "plots" / "adding_learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads(report([str(tmp_path / "sweep")], fmt="json"))
+    assert len(rows) == 4 and sum(r["diverged"] for r in rows) == 4
+    assert report([str(tmp_path / "sweep")], fmt="csv").splitlines()[0].startswith("setting,metric,runs")
+
+
+def test_config_errors_are_one_clear_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr: 1e-3\nsteps: 10\nsed: 3\n")
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "train", "--config", str(cfg)], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "unknown key 'sed'; valid keys: task, model" in out.stderr
+    cfg.write_text("lr: -1\n")
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "train", "--config", str(cfg)], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and out.stderr.strip() == f"plainrnn train: error: lr must be > 0, got -1.0"
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        load_config(None, {"optimizer": "lbfgs"})
+    with pytest.raises(ValueError, match="--grid expects key=v1,v2"):
+        parse_grid(["lr"])
+
+
+def test_yaml_config_and_overrides_are_saved_resolved(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seq_len: 10\nhidden: 8\nsteps: 5\neval_every: 5\noptimizer: adam\nlr: 3e-3\n")
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "train", "--config", str(cfg), "--set", "lr=1e-2",
+                          "--out", str(tmp_path), "--name", "r", "--quiet", "--json"], capture_output=True, text=True,
+                         check=True)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["lr"] == 1e-2 and saved["optimizer"] == "adam" and saved["hidden"] == 8
+    import yaml
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text()) == saved
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_backend_gives_the_same_table_as_local(tmp_path):
+    import ray  # the plainrnn[ray] extra; make test installs it with the dev extras
+    exe = shutil.which("ray", path=str(__import__("pathlib").Path(sys.executable).parent))
+    port = _free_port()
+    subprocess.run([exe, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    try:
+        grid = parse_grid(["lr=1e-2,1e-3,1e12"])
+        local = run_sweep(_base(tmp_path / "local"), grid, seeds=2, workers=2, progress=False)
+        remote = run_sweep(_base(tmp_path / "ray"), grid, seeds=2, backend="ray", address=f"127.0.0.1:{port}",
+                           progress=False)
+        strip = lambda rows: [{k: v for k, v in r.items() if k != "median_wall_s"} for r in rows]
+        assert json.dumps(strip(local["rows"])) == json.dumps(strip(remote["rows"]))
+        assert local["selected"] == remote["selected"]
+    finally:
+        subprocess.run([exe, "stop", "--force"], capture_output=True, timeout=120)
+        del ray
