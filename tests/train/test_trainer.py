@@ -41,3 +41,12 @@ def test_spectral_and_path_runs_end_to_end(tmp_path):
     for opt in ("path-sgd", "path-adam"):
         s = train(_cfg(tmp_path, optimizer=opt, lr=1e-4, steps=10, kappa2=True), progress=False)
         assert not s["diverged"]
+
+
+def test_tensorboard_scalars(tmp_path):
+    s = train(_cfg(tmp_path, steps=20, eval_every=10, tensorboard=True), progress=False)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(s["run_dir"] + "/tensorboard")
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("test_metric")]
+    assert steps == [10, 20]
