@@ -86,13 +86,13 @@ def unrolled_rnn_edges(model, T: int):
                     for i in range(H):
                         edges.append((("h", k, t - 1, i), ("h", k, t, j), float(Wrec[j, i])))
                 if model.bias:
-                    edges.append((("bias",), ("h", k, t, j), float(model.layer_bias(k)[j])))
+                    edges.append((("bias",), ("h", k, t, j), float(model.layer_bias(k).detach()[j])))
         if model.output == "all" or t == T:
             for o in range(model.output_size):
                 for j in range(H):
-                    edges.append((("h", model.num_layers - 1, t, j), ("out", t, o), float(model.weight_out[o, j])))
+                    edges.append((("h", model.num_layers - 1, t, j), ("out", t, o), float(model.weight_out.detach()[o, j])))
                 if model.bias:
-                    edges.append((("bias",), ("out", t, o), float(model.bias_out[o])))
+                    edges.append((("bias",), ("out", t, o), float(model.bias_out.detach()[o])))
     sources = [("in", t, i) for t in range(1, T + 1) for i in range(F)] + ([("bias",)] if model.bias else [])
     return edges, sources
 
@@ -127,7 +127,7 @@ def mlp_edges(model):
             for i in range(W.shape[1]):
                 edges.append(((k, i), (k + 1, j), float(W[j, i]), (f"layers.{k}.weight", (j, i))))
             if layer.bias is not None:
-                edges.append(((("bias",)), (k + 1, j), float(layer.bias[j]), (f"layers.{k}.bias", (j,))))
+                edges.append(((("bias",)), (k + 1, j), float(layer.bias.detach()[j]), (f"layers.{k}.bias", (j,))))
     return edges
 
 
