@@ -83,6 +83,10 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     first_step, best_valid, elapsed = 1, None, 0.0
     if resume_from:
         ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        missing = [k for k in ("model", "optimizer", "data_rng", "torch_rng", "step") if k not in ckpt]
+        if missing:
+            raise ValueError(f"{run_dir / 'checkpoint.pt'}: cannot resume exactly, the checkpoint lacks "
+                             f"{', '.join(missing)} (written by an older plainrnn?); start the run again")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         data_gen.set_state(ckpt["data_rng"])
