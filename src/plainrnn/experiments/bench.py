@@ -84,13 +84,13 @@ def _rnn_pair(H, T, B, ours_opt: Callable, base_opt: Callable, inputs=1, outputs
 
 
 def case_path_sgd(quick):
-    H, T, B = (100, 100, 20) if quick else (100, 784, 100)
+    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
     return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T),
                      lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
 
 
 def case_path_adam(quick):
-    H, T, B = (100, 100, 20) if quick else (100, 784, 100)
+    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
     return _rnn_pair(H, T, B, lambda m, T: PathNormalized(torch.optim.Adam, m, seq_len=T, lr=1e-4),
                      lambda m: torch.optim.Adam(m.parameters(), lr=1e-4))
 
@@ -101,9 +101,10 @@ def case_kappa2(quick):
                      lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
 
 
-def case_cayley(H):
+def case_cayley(H_full):
     def build(quick):
         T, B = (20, 10) if quick else (100, 50)
+        H = H_full // 8 if quick else H_full  # --quick checks the harness, not the numbers
         torch.manual_seed(0)
         x, y = copy_batch(B, T)
         spectral = SpectralRNN(10, H, 9, margin=0.1, nonlinearity="relu", output="all")
@@ -116,7 +117,7 @@ def case_cayley(H):
 
 
 def case_relurnn_vs_torch(quick):
-    H, T, B = (100, 100, 20) if quick else (100, 784, 100)
+    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
     torch.manual_seed(0)
     ours = ReLURNN(1, H, 10)
     rnn, head = torch.nn.RNN(1, H, nonlinearity="relu", batch_first=True), torch.nn.Linear(H, 10)
@@ -141,7 +142,7 @@ def case_relurnn_vs_torch(quick):
 
 
 def case_mlp(quick):
-    sizes, B = ((784, [500, 500], 10), 100) if quick else ((784, [4000, 4000], 10), 100)
+    sizes, B = ((784, [256, 256], 10), 50) if quick else ((784, [4000, 4000], 10), 100)
     torch.manual_seed(0)
     a = MLP(*sizes)
     b = MLP(*sizes)
