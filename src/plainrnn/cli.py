@@ -174,9 +174,24 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_reproduce(args) -> int:
-    from .experiments.kappa_ratio import kappa_ratio_table, to_markdown
-    table = kappa_ratio_table(seeds=args.seeds)
-    print(json.dumps(table, indent=1) if args.json else to_markdown(table))
+    if args.recipe == "kappa-table":
+        from .experiments.kappa_ratio import kappa_ratio_table, to_markdown
+        table = kappa_ratio_table(seeds=args.seeds or 3)
+        print(json.dumps(table, indent=1) if args.json else to_markdown(table))
+        return 0
+    from .experiments.recipes import RECIPES
+    from .experiments.sweep import run_sweep
+    from .train.config import load_config, parse_overrides
+    recipe = RECIPES[args.recipe]
+    try:
+        base = load_config(None, {**recipe["base"], **parse_overrides(args.set or [])})
+        result = run_sweep(base, recipe["grid"], seeds=args.seeds or recipe["seeds"], backend=args.backend,
+                           workers=args.workers, address=args.address, name=args.recipe, progress=True)
+    except (ValueError, RuntimeError) as e:
+        return _fail("reproduce", e)
+    print(result["table"])
+    print(f"\nselected on validation: {result['selected']['setting']} → test {result['selected']['test_metric']:.6g}")
+    print(f"the paper: {recipe['paper']}")
     return 0
 
 
@@ -248,12 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none)")
     rep.set_defaults(func=_cmd_report)
 
-    repro = sub.add_parser("reproduce", help="rerun a table of the papers",
-                           description="kappa-table: ‖κ2‖/‖κ1‖ over T ∈ {10, 20, 50, 100} × H ∈ {50, 100, 200} at "
-                                       "uniform[-0.1, 0.1] init (2016 paper, Fig. 2).")
-    repro.add_argument("recipe", type=_choice(("kappa-table",)), help="which table: kappa-table")
-    repro.add_argument("--seeds", type=_number(int, 1), default=3, help="initializations to average (default: %(default)s)")
-    repro.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    from .experiments.recipes import RECIPES
+    names = ("kappa-table", *RECIPES)
+    repro = sub.add_parser("reproduce", help="rerun a table or figure of the papers",
+                           description="kappa-table: ‖κ2‖/‖κ1‖ over T × H at uniform[-0.1, 0.1] init (2016, Fig. 2). "
+                                       + " ".join(f"{k}: {v['paper']}." for k, v in RECIPES.items())
+                                       + " The training recipes are sweeps; shorten them with --set steps=N.")
+    repro.add_argument("recipe", type=_choice(names), help=f"one of: {', '.join(names)}")
+    repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
+    repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
+    repro.add_argument("--backend", type=_choice(("local", "ray")), default="local", help="local or ray (default: local)")
+    repro.add_argument("--workers", type=_number(int, 1), default=None, help="local pool size (default: the cores)")
+    repro.add_argument("--address", default=None, help="Ray cluster address")
+    repro.add_argument("--json", action="store_true", help="kappa-table: print JSON instead of a markdown table")
     repro.set_defaults(func=_cmd_reproduce)
 
     bench = sub.add_parser("bench", help="side-by-side overhead ratios of our optimizers and models",

@@ -97,3 +97,22 @@ def test_ray_backend_gives_the_same_table_as_local(tmp_path):
     finally:
         subprocess.run([exe, "stop", "--force"], capture_output=True, timeout=120)
         del ray
+
+
+def test_every_reproduction_recipe_is_a_valid_sweep(tmp_path):
+    from plainrnn.experiments.recipes import RECIPES
+    from plainrnn.experiments.sweep import build_trials
+    for name, recipe in RECIPES.items():
+        base = load_config(None, {**recipe["base"], "out": str(tmp_path)})
+        trials = build_trials(base, recipe["grid"], recipe["seeds"], tmp_path / name)
+        n = 1
+        for values in recipe["grid"].values():
+            n *= len(values)
+        assert len(trials) == n * recipe["seeds"], name
+
+
+def test_reproduce_runs_a_recipe_end_to_end(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "table2-adding", "--seeds", "1",
+                          "--set", "steps=10", "--set", "eval_every=10", "--set", "seq_len=8", "--set", "hidden=8",
+                          "--set", f"out={tmp_path}", "--workers", "2"], capture_output=True, text=True, check=True)
+    assert "selected on validation:" in out.stdout and out.stdout.count("| optimizer=") == 6
