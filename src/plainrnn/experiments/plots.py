@@ -10,6 +10,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def read_metrics(run_dir) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -30,17 +44,7 @@ def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "
         ax.axhline(baseline, ls="--", color="black", lw=1, label=f"baseline {baseline:.3g}")
     if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "training step", ylabel, title)
 
 
 def plot_spectrum(records: list[dict], path, title: str = "Singular values of W during training") -> Path:
@@ -58,17 +62,7 @@ def plot_spectrum(records: list[dict], path, title: str = "Singular values of W 
     ax.plot(steps, mean, label="mean")
     ax.plot(steps, [r["sv_min"] for r in rows], ls="--", label="min")
     ax.plot(steps, [r["sv_max"] for r in rows], ls="--", label="max")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("singular value")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "training step", "singular value", title)
 
 
 def plot_hidden_gradients(records: list[dict], path, title: str = "‖∂L/∂h_t‖ over time steps") -> Path:
@@ -82,14 +76,4 @@ def plot_hidden_gradients(records: list[dict], path, title: str = "‖∂L/∂h_
         ax.plot(range(1, len(r["norms"]) + 1), r["norms"], color=cmap(i / max(1, len(records) - 1)),
                 label=f"step {r['step']}" if i in (0, len(records) - 1) else None)
     ax.set_yscale("log")
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("‖∂L/∂h_t‖")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "time step t", "‖∂L/∂h_t‖", title)
