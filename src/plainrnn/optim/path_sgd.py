@@ -59,10 +59,11 @@ class _PathGeometry:
         self.names = {param: name for name, param in model.named_parameters()}
         self.workspace: dict = {}  # buffers the κ pass reuses from step to step (not state: derivable)
 
-    def normalize_(self, params, holder: dict, state) -> None:
+    def normalize_(self, params, holder: dict, state, defer_columns: bool = False) -> dict:
         """grad ← s·grad/κ for ``params``. ``holder`` (a param group or a dict in the state_dict) keeps
         the scale s and the step count; ``state[param]["kappa"]`` caches κ between recomputations,
-        so a resumed optimizer continues exactly."""
+        so a resumed optimizer continues exactly. With ``defer_columns``, rank-one κ leave their
+        column factor to the caller: returns {param: 1/cols}."""
         steps = holder.get("path_steps") or 0
         recompute = steps % self.kappa_every == 0 or any("kappa" not in state[p] for p in params)
         if recompute:
@@ -71,6 +72,7 @@ class _PathGeometry:
                 holder["path_scale"] = float(gamma2) if self.scale_rule == "path_norm" else self.scale_rule
         holder["path_steps"] = steps + 1
         scale = holder["path_scale"]
+        deferred = {}
         for param in params:
             if param.grad is None:
                 continue
@@ -79,7 +81,10 @@ class _PathGeometry:
                 raise ValueError("a parameter passed to the optimizer is not a parameter of its model")
             if recompute:
                 state[param]["kappa"] = entries[name]
-            divide_(param.grad, state[param]["kappa"], scale)
+            cols = divide_(param.grad, state[param]["kappa"], scale, defer_columns)
+            if cols is not None:
+                deferred[param] = cols
+        return deferred
 
 
 def _model_params(model):
@@ -138,10 +143,19 @@ class PathSGD(Optimizer):
             with_grad.append(params)
         # One κ computation per step for all groups; the scale lives in the groups (state_dict).
         first = self.param_groups[0]
-        self.geometry.normalize_([p for params in with_grad for p in params], first, self.state)
+        deferred = self.geometry.normalize_([p for params in with_grad for p in params], first, self.state,
+                                            defer_columns=True)
         for group, params in zip(self.param_groups, with_grad):
             group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]
             for param in params:
+                cols = deferred.get(param)
+                if cols is not None and not group["momentum"]:
+                    # p ← p − lr · (grad/rows) ⊙ (1/cols): the column factor rides on the update itself,
+                    # so a 4000×4000 layer is read and written once less than divide-then-step.
+                    param.addcmul_(param.grad, cols, value=-group["lr"])
+                    continue
+                if cols is not None:
+                    param.grad.mul_(cols)
                 direction = param.grad
                 if group["momentum"]:
                     state = self.state[param]

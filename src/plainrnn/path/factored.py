@@ -40,11 +40,19 @@ def _safe_inverse(kappa: torch.Tensor, scale: float, dtype: torch.dtype) -> torc
     return inv.clamp_(max=limit).to(dtype)
 
 
-def divide_(grad: torch.Tensor, entry: KappaEntry, scale: float = 1.0) -> torch.Tensor:
-    """In place: grad ← scale · grad / κ (eq. 8), with κ = 0 mapped to a zero step."""
+def divide_(grad: torch.Tensor, entry: KappaEntry, scale: float = 1.0, defer_columns: bool = False):
+    """In place: grad ← scale · grad / κ (eq. 8), with κ = 0 mapped to a zero step.
+
+    With ``defer_columns=True`` and a rank-one κ, only the row factor is applied and the column factor
+    1/cols is returned, so that the caller can fold it into its own update (one pass less over a large
+    matrix); otherwise returns None."""
     if isinstance(entry, Outer):
         # (scale/κ)[j,k] = (scale/rows[j]) · (1/cols[k]): two broadcast multiplies, no H×F temporary.
         grad.mul_(_safe_inverse(entry.rows, scale, grad.dtype).unsqueeze(1))
-        grad.mul_(_safe_inverse(entry.cols, 1.0, grad.dtype))
-        return grad
-    return grad.mul_(_safe_inverse(entry, scale, grad.dtype))
+        cols = _safe_inverse(entry.cols, 1.0, grad.dtype)
+        if defer_columns:
+            return cols
+        grad.mul_(cols)
+        return None
+    grad.mul_(_safe_inverse(entry, scale, grad.dtype))
+    return None
