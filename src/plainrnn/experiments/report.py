@@ -16,7 +16,8 @@ from pathlib import Path
 from .plots import plot_learning_curves, read_metrics
 
 _IGNORED = ("seed", "name", "out", "data_dir")
-_LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers")
+_LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
+               "input_scale", "steps", "nonlinearity", "batch_size")
 
 
 def find_runs(paths: list[str]) -> list[Path]:
@@ -61,6 +62,9 @@ def collect(runs: list[Path]) -> list[dict]:
                          diverged=sum(s["diverged"] for s in g["summaries"]),
                          best_test=(min(tests) if lower else max(tests)) if tests else math.nan,
                          median_test=statistics.median(tests) if tests else math.nan,
+                         median_best_valid=statistics.median(s["best_valid_metric"] for s in g["summaries"]
+                                                             if s.get("best_valid_metric") is not None)
+                         if any(s.get("best_valid_metric") is not None for s in g["summaries"]) else math.nan,
                          median_wall_s=statistics.median(s["wall_s"] for s in g["summaries"]),
                          run_dirs=[str(r) for r in g["runs"]], task=g["config"]["task"]))
     return rows
@@ -83,13 +87,15 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None) -> s
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["setting", "metric", "runs", "diverged", "best_test", "median_test", "median_wall_s"])
+        w.writerow(["setting", "metric", "runs", "diverged", "best_test", "median_test", "median_best_valid",
+                    "median_wall_s"])
         for r in rows:
             w.writerow([r["setting"], r["metric"], r["runs"], r["diverged"], r["best_test"], r["median_test"],
-                        r["median_wall_s"]])
+                        r["median_best_valid"], r["median_wall_s"]])
         return buf.getvalue().rstrip("\n")
-    lines = ["| setting | metric | diverged | best test | median test | median wall (s) |", "|---|---|---|---|---|---|"]
+    lines = ["| setting | metric | diverged | best test | median test | best valid (median) | median wall (s) |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
-                     f"{r['median_test']:.5g} | {r['median_wall_s']:.1f} |")
+                     f"{r['median_test']:.5g} | {r['median_best_valid']:.5g} | {r['median_wall_s']:.1f} |")
     return "\n".join(lines)
