@@ -15,7 +15,15 @@ def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> Path:
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    # Many settings make a tall legend: below the axes it never hides a curve.
+    labels = ax.get_legend_handles_labels()[1]
+    if len(labels) > 4:
+        ncol = 2 if max(map(len, labels)) <= 40 else 1
+        rows = -(-len(labels) // ncol)
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False)
+        fig.set_size_inches(fig.get_size_inches()[0], fig.get_size_inches()[1] + 0.2 * rows)
+    else:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
