@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "interleaved, and prints median ratios (ours / baseline) with their targets.")
     bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke test; ratios not meaningful)")
     bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, times, machine}}")
-    bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved repeats per case (default 7; 3 with --quick)")
+    bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved repeats per case, each about 0.3 s of calls (default 9; 3 with --quick)")
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
     bench.set_defaults(func=_cmd_bench)
 

@@ -47,18 +47,29 @@ def _machine() -> dict:
                 date=time.strftime("%Y-%m-%d"))
 
 
-def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1) -> tuple[float, float]:
+def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1,
+               min_seconds: float = 0.3) -> tuple[float, float]:
+    """Median seconds per call of each side. Each timing runs enough consecutive calls to last about
+    ``min_seconds`` (a single 150 ms step jitters by ±10 % here), and the sides alternate, the
+    first side swapping every round, so that drift in machine load hits both."""
+    start = time.perf_counter()
     for _ in range(warmup):
         ours()
         base()
+    per_call = (time.perf_counter() - start) / (2 * warmup)
+    inner = max(1, round(min_seconds / max(per_call, 1e-6)))
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return (time.perf_counter() - t0) / inner
+
     t_ours, t_base = [], []
     for r in range(repeats):
-        # Alternate which side goes first, so drift in machine load does not favour one.
         order = ((ours, t_ours), (base, t_base)) if r % 2 == 0 else ((base, t_base), (ours, t_ours))
         for fn, sink in order:
-            start = time.perf_counter()
-            fn()
-            sink.append(time.perf_counter() - start)
+            sink.append(timed(fn))
     return statistics.median(t_ours), statistics.median(t_base)
 
 
@@ -175,7 +186,7 @@ def _memory_probe(kind: str, quick: bool) -> int:
 
 def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] | None = None,
               progress: Callable[[str], None] | None = None) -> dict:
-    repeats = repeats or (3 if quick else 7)
+    repeats = repeats or (3 if quick else 9)
     machine = _machine()
     results = {}
     for key, build in CASES.items():
@@ -184,7 +195,7 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
         if progress:
             progress(key)
         ours, base = build(quick)
-        t_ours, t_base = _time_pair(ours, base, repeats)
+        t_ours, t_base = _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3)
         target, what = TARGETS[key]
         results[key] = dict(ratio=round(t_ours / t_base, 4), target=target, met=t_ours / t_base <= target,
                             ours_s=t_ours, baseline_s=t_base, repeats=repeats, what=what, machine=machine)
