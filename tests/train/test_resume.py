@@ -32,23 +32,30 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
 def test_kill_9_at_a_random_moment_then_resume(tmp_path):
     random.seed(0)
-    args = ["train", "--seq-len", "20", "--hidden", "32", "--steps", "150", "--eval-every", "10",
+    steps = 1000
+    args = ["train", "--seq-len", "20", "--hidden", "32", "--steps", str(steps), "--eval-every", "10",
             "--checkpoint-every", "7", "--optimizer", "adam", "--lr", "1e-3", "--quiet", "--name", "run"]
     subprocess.run(CLI + args + ["--out", str(tmp_path / "full")], check=True, capture_output=True)
     run_dir = tmp_path / "cut" / "run"
     proc = subprocess.Popen(CLI + args + ["--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(random.uniform(0.0, 0.4))
+    # Kill once a random number of evaluations is on disk, plus a random fraction of an evaluation
+    # interval: the kill lands mid-step, mid-evaluation or mid-checkpoint, yet always before the end
+    # (a fixed sleep let a fast machine finish the run first).
+    evaluations = random.randint(2, steps // 10 // 3)
+    metrics, deadline = run_dir / "metrics.jsonl", time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and metrics.read_bytes().count(b"\n") >= evaluations:
+            break
+        time.sleep(0.005)
+    time.sleep(random.uniform(0.0, 0.02))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    assert ckpt["step"] < 150, "the run finished before the kill; the test needs a slower run"
+    assert ckpt["step"] < steps, "the run finished before the kill; the test needs a slower run"
     done = subprocess.run(CLI + ["train", "--resume", str(run_dir), "--quiet", "--json"], capture_output=True,
                           text=True, check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1])["steps"] == 150
+    assert json.loads(done.stdout.strip().splitlines()[-1])["steps"] == steps
     assert _metrics(tmp_path / "full" / "run") == _metrics(run_dir)
 
 
