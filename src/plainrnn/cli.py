@@ -75,7 +75,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--optimizer", "sgd, momentum (SGD+0.9), adam, adagrad, rmsprop, path-sgd (Path-SGD), "
         "path-adam (Adam on path-normalized gradients)", d.optimizer, type=_choice(OPTIMIZERS))
     add("--lr", "learning rate, > 0", d.lr, type=_number(float, 0, True))
-    add("--momentum", "momentum of --optimizer momentum and path-sgd", d.momentum, type=_number(float, 0))
+    add("--momentum", "momentum of --optimizer momentum", d.momentum, type=_number(float, 0))
     add("--kappa2", "Path-SGD with the second-order term κ2 (exact ½∂²γ²/∂p²)", "off", show_default=True,
         action="store_true")
     add("--path-lr-scale", "Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8)",
@@ -167,7 +167,8 @@ def _cmd_bench(args) -> int:
     unknown = [k for k in (args.only or []) if k not in TARGETS]
     if unknown:
         return _fail("bench", f"unknown case {unknown[0]!r}; allowed: {', '.join(TARGETS)}")
-    say = None if args.json else (lambda key: print(f"measuring {key} ...", file=sys.stderr, flush=True))
+    # Progress goes to stderr in both modes, so `--json` keeps stdout to the one JSON object.
+    say = lambda key: print(f"measuring {key} ...", file=sys.stderr, flush=True)  # noqa: E731
     results = run_bench(quick=args.quick, repeats=args.repeats, only=args.only, progress=say)
     print(json.dumps(results) if args.json else format_table(results))
     return 0
@@ -282,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Times each of our methods against its baseline on the same shapes, "
                                        "interleaved, and prints median ratios (ours / baseline) with their targets.")
     bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke test; ratios not meaningful)")
-    bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, times, machine}}")
+    bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, met, what, times | memory, machine}}")
     bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved repeats per case, each about 0.3 s of calls (default 9; 3 with --quick)")
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
     bench.set_defaults(func=_cmd_bench)

@@ -14,7 +14,9 @@ def test_quick_bench_json_shape():
     for key, entry in result.items():
         assert {"ratio", "target", "met", "machine"} <= set(entry), key
         assert entry["ratio"] > 0
-        assert ("ours_s" in entry and "baseline_s" in entry) or ("ours_kib" in entry and "baseline_kib" in entry)
+        sides = ("ours_s", "baseline_s") if "times" in entry else ("ours_kib", "baseline_kib")
+        nested = entry.get("times") or entry.get("memory")
+        assert all(nested[side] > 0 for side in sides), key
         assert {"cores", "torch", "date"} <= set(entry["machine"])
 
 

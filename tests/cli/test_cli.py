@@ -17,6 +17,7 @@ from plainrnn.cli import main
     (["--hidden", "ten"], "argument --hidden: must be an integer, got 'ten'"),
     (["--model", "lstm", "--optimizer", "path-sgd"], "needs a plain network"),
     (["--nonlinearity", "oplu"], "needs --model spectral"),
+    (["--kappa2", "--optimizer", "sgd"], "kappa2 needs optimizer path-sgd or path-adam"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:

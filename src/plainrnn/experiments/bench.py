@@ -5,15 +5,12 @@ Each case builds both sides on the same shapes, warms them up, then alternates o
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -34,11 +31,6 @@ TARGETS = {
     "mlp_path_sgd_overhead": (1.05, "PathSGD step / SGD step, MLP 784-4000-4000-10, B=100"),
     "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
 }
-
-
-@dataclass
-class Side:
-    step: Callable[[], None]
 
 
 def _machine() -> dict:
@@ -175,13 +167,17 @@ CASES = {
 }
 
 
-def _memory_probe(kind: str, quick: bool) -> int:
-    """Peak RSS (KiB) of a fresh process that runs 3 steps of one side of path_sgd_overhead."""
-    code = ("import sys, resource, torch; from plainrnn.experiments.bench import case_path_sgd; "
+def _memory_probe(kind: str, quick: bool) -> tuple[int, int]:
+    """(peak RSS, RSS before the first step), in KiB, of a fresh process that builds the
+    path_sgd_overhead case and runs 3 steps of one side. The difference is what the steps add on top
+    of Python, torch and the models."""
+    code = ("import resource; from plainrnn.experiments.bench import case_path_sgd; "
             f"ours, base = case_path_sgd({quick}); step = ours if '{kind}' == 'ours' else base; "
-            "[step() for _ in range(3)]; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; [step() for _ in range(3)]; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    peak, before = out.stdout.strip().splitlines()[-1].split()
+    return int(peak), int(before)
 
 
 def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] | None = None,
@@ -198,28 +194,34 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
         t_ours, t_base = _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3)
         target, what = TARGETS[key]
         results[key] = dict(ratio=round(t_ours / t_base, 4), target=target, met=t_ours / t_base <= target,
-                            ours_s=t_ours, baseline_s=t_base, repeats=repeats, what=what, machine=machine)
+                            what=what, times=dict(ours_s=t_ours, baseline_s=t_base, repeats=repeats),
+                            machine=machine)
     if not only or "path_sgd_peak_memory" in only:
         if progress:
             progress("path_sgd_peak_memory")
-        ours_kib = statistics.median(_memory_probe("ours", quick) for _ in range(3 if not quick else 1))
-        base_kib = statistics.median(_memory_probe("base", quick) for _ in range(3 if not quick else 1))
+        probes = {kind: [_memory_probe(kind, quick) for _ in range(1 if quick else 3)] for kind in ("ours", "base")}
+        peak = {kind: statistics.median(p for p, _ in runs) for kind, runs in probes.items()}
+        added = {kind: statistics.median(p - b for p, b in runs) for kind, runs in probes.items()}
         target, what = TARGETS["path_sgd_peak_memory"]
-        results["path_sgd_peak_memory"] = dict(ratio=round(ours_kib / base_kib, 4), target=target,
-                                               met=ours_kib / base_kib <= target, ours_kib=ours_kib,
-                                               baseline_kib=base_kib, what=what, machine=machine)
+        results["path_sgd_peak_memory"] = dict(
+            ratio=round(peak["ours"] / peak["base"], 4), target=target, met=peak["ours"] / peak["base"] <= target,
+            what=what, machine=machine,
+            memory=dict(ours_kib=peak["ours"], baseline_kib=peak["base"], ours_added_kib=added["ours"],
+                        baseline_added_kib=added["base"],
+                        # the steps' own memory, without the interpreter, torch and the models
+                        added_ratio=round(added["ours"] / max(added["base"], 1), 4)))
     return results
 
 
 def format_table(results: dict) -> str:
     lines = [f"{'key':<24} {'ratio':>7} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
     for key, r in results.items():
-        if "ours_s" in r:
-            ours, base = f"{r['ours_s'] * 1e3:.1f} ms", f"{r['baseline_s'] * 1e3:.1f} ms"
+        if "times" in r:
+            ours, base = f"{r['times']['ours_s'] * 1e3:.1f} ms", f"{r['times']['baseline_s'] * 1e3:.1f} ms"
         else:
-            ours, base = f"{r['ours_kib'] / 1024:.0f} MiB", f"{r['baseline_kib'] / 1024:.0f} MiB"
+            ours, base = f"{r['memory']['ours_kib'] / 1024:.0f} MiB", f"{r['memory']['baseline_kib'] / 1024:.0f} MiB"
         lines.append(f"{key:<24} {r['ratio']:>7.3f} {r['target']:>7.2f} {'yes' if r['met'] else 'NO':>4}  {ours:>10} {base:>10}")
     return "\n".join(lines)
 
 
-__all__ = ["run_bench", "format_table", "CASES", "TARGETS", "json", "resource"]
+__all__ = ["run_bench", "format_table", "CASES", "TARGETS"]

@@ -94,6 +94,9 @@ class RunConfig:
         need(self.path_lr_scale in ("path_norm", "none"), "path_lr_scale", "path_norm or none", self.path_lr_scale)
         if self.optimizer.startswith("path") and self.model in ("lstm", "spectral"):
             raise ValueError(f"optimizer {self.optimizer} needs a plain network (--model relu or tanh), not {self.model}")
+        if self.kappa2 and not self.optimizer.startswith("path"):
+            # κ2 only enters a path-normalized step; silently ignoring it would mislead a sweep.
+            raise ValueError(f"kappa2 needs optimizer path-sgd or path-adam, not {self.optimizer}")
         return self
 
     def to_dict(self) -> dict:
