@@ -27,6 +27,11 @@ TARGETS = {
     "cayley_overhead_128": (1.10, "SpectralRNN + geodesic steps / plain RNN + SGD, copy T=100, B=50, H=128"),
     "cayley_overhead_500": (1.20, "same, H=500"),
     "cayley_overhead_1000": (1.30, "same, H=1000"),
+    # The geodesic steps above take the Neumann-series route, exact to rounding at the paper's lr 1e-6;
+    # these force one LU solve per step (what a large geodesic lr needs), against the same targets.
+    "cayley_solve_overhead_128": (1.10, "as cayley_overhead_128, every geodesic step an LU solve"),
+    "cayley_solve_overhead_500": (1.20, "as cayley_overhead_500, every geodesic step an LU solve"),
+    "cayley_solve_overhead_1000": (1.30, "as cayley_overhead_1000, every geodesic step an LU solve"),
     "relurnn_vs_torch": (1.05, "ReLURNN fwd+bwd / torch.nn.RNN(relu)+Linear fwd+bwd, H=100 T=784 B=100"),
     "mlp_path_sgd_overhead": (1.05, "PathSGD step / SGD step, MLP 784-4000-4000-10, B=100"),
     "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
@@ -104,7 +109,7 @@ def case_kappa2(quick):
                      lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
 
 
-def case_cayley(H_full):
+def case_cayley(H_full, method="auto"):
     def build(quick):
         T, B = (20, 10) if quick else (100, 50)
         H = H_full // 8 if quick else H_full  # --quick checks the harness, not the numbers
@@ -112,7 +117,7 @@ def case_cayley(H_full):
         x, y = copy_batch(B, T)
         spectral = SpectralRNN(10, H, 9, margin=0.1, nonlinearity="relu", output="all")
         plain = ReLURNN(10, H, 9, output="all")
-        ours = _rnn_step(spectral, spectral_optimizer(spectral, lr=1e-4, orth_lr=1e-6,
+        ours = _rnn_step(spectral, spectral_optimizer(spectral, lr=1e-4, orth_lr=1e-6, orth_method=method,
                                                       optimizer_cls=torch.optim.SGD), x, y, _ce)
         base = _rnn_step(plain, torch.optim.SGD(plain.parameters(), lr=1e-4), x, y, _ce)
         return ours, base
@@ -162,19 +167,35 @@ CASES = {
     "cayley_overhead_128": case_cayley(128),
     "cayley_overhead_500": case_cayley(500),
     "cayley_overhead_1000": case_cayley(1000),
+    "cayley_solve_overhead_128": case_cayley(128, "solve"),
+    "cayley_solve_overhead_500": case_cayley(500, "solve"),
+    "cayley_solve_overhead_1000": case_cayley(1000, "solve"),
     "relurnn_vs_torch": case_relurnn_vs_torch,
     "mlp_path_sgd_overhead": case_mlp,
 }
 
 
+def measure_step_memory(kind: str, quick: bool) -> tuple[int, int]:
+    """In this process: build *one* side of the path_sgd_overhead case (model, batch, optimizer), run
+    3 steps, and return (peak RSS, RSS before the model was built) in KiB. Run it in a fresh process
+    (``_memory_probe``): ru_maxrss is a high-water mark, so the other side must never have run there."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
+    torch.manual_seed(0)
+    model = ReLURNN(1, H, 10)
+    x, y = torch.rand(B, T, 1), torch.randint(10, (B,))
+    optimizer = (PathSGD(model, lr=1e-4, seq_len=T) if kind == "ours"
+                 else torch.optim.SGD(model.parameters(), lr=1e-4))
+    step = _rnn_step(model, optimizer, x, y, _ce)
+    for _ in range(3):
+        step()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before
+
+
 def _memory_probe(kind: str, quick: bool) -> tuple[int, int]:
-    """(peak RSS, RSS before the first step), in KiB, of a fresh process that builds the
-    path_sgd_overhead case and runs 3 steps of one side. The difference is what the steps add on top
-    of Python, torch and the models."""
-    code = ("import resource; from plainrnn.experiments.bench import case_path_sgd; "
-            f"ours, base = case_path_sgd({quick}); step = ours if '{kind}' == 'ours' else base; "
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; [step() for _ in range(3)]; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before)")
+    code = ("from plainrnn.experiments.bench import measure_step_memory; "
+            f"print(*measure_step_memory({kind!r}, {quick}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak, before = out.stdout.strip().splitlines()[-1].split()
     return int(peak), int(before)
@@ -208,19 +229,19 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
             what=what, machine=machine,
             memory=dict(ours_kib=peak["ours"], baseline_kib=peak["base"], ours_added_kib=added["ours"],
                         baseline_added_kib=added["base"],
-                        # the steps' own memory, without the interpreter, torch and the models
+                        # what the model, the batch, the optimizer and its steps add to Python and torch
                         added_ratio=round(added["ours"] / max(added["base"], 1), 4)))
     return results
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'key':<24} {'ratio':>7} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
+    lines = [f"{'key':<28} {'ratio':>7} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
     for key, r in results.items():
         if "times" in r:
             ours, base = f"{r['times']['ours_s'] * 1e3:.1f} ms", f"{r['times']['baseline_s'] * 1e3:.1f} ms"
         else:
             ours, base = f"{r['memory']['ours_kib'] / 1024:.0f} MiB", f"{r['memory']['baseline_kib'] / 1024:.0f} MiB"
-        lines.append(f"{key:<24} {r['ratio']:>7.3f} {r['target']:>7.2f} {'yes' if r['met'] else 'NO':>4}  {ours:>10} {base:>10}")
+        lines.append(f"{key:<28} {r['ratio']:>7.3f} {r['target']:>7.2f} {'yes' if r['met'] else 'NO':>4}  {ours:>10} {base:>10}")
     return "\n".join(lines)
 
 
