@@ -180,6 +180,16 @@ def _cmd_reproduce(args) -> int:
         table = kappa_ratio_table(seeds=args.seeds or 3)
         print(json.dumps(table, indent=1) if args.json else to_markdown(table))
         return 0
+    if args.recipe == "step-scales":
+        from .experiments import step_scales
+        from .train.config import load_config, parse_overrides
+        try:
+            cfg = load_config(None, {"task": "adding", "seq_len": 100, **parse_overrides(args.set or [])})
+            result = step_scales.step_scales(cfg)
+        except (ValueError, TypeError) as e:
+            return _fail("reproduce", e)
+        print(json.dumps(result, indent=1) if args.json else step_scales.to_markdown(result))
+        return 0
     from .experiments.recipes import RECIPES
     from .experiments.sweep import run_sweep
     from .train.config import load_config, parse_overrides
@@ -265,9 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_report)
 
     from .experiments.recipes import RECIPES
-    names = ("kappa-table", *RECIPES)
+    names = ("kappa-table", "step-scales", *RECIPES)
     repro = sub.add_parser("reproduce", help="rerun a table or figure of the papers",
                            description="kappa-table: ‖κ2‖/‖κ1‖ over T × H at uniform[-0.1, 0.1] init (2016, Fig. 2). "
+                                       "step-scales: the spread of the factor s/κ that multiplies a Path-SGD "
+                                       "step, per parameter, at a run's init (default: adding, T=100; --set "
+                                       "any run key). "
                                        + " ".join(f"{k}: {v['paper']}." for k, v in RECIPES.items())
                                        + " The training recipes are sweeps; shorten them with --set steps=N.")
     repro.add_argument("recipe", type=_choice(names), help=f"one of: {', '.join(names)}")
@@ -276,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--backend", type=_choice(("local", "ray")), default="local", help="local or ray (default: local)")
     repro.add_argument("--workers", type=_number(int, 1), default=None, help="local pool size (default: the cores)")
     repro.add_argument("--address", default=None, help="Ray cluster address")
-    repro.add_argument("--json", action="store_true", help="kappa-table: print JSON instead of a markdown table")
+    repro.add_argument("--json", action="store_true", help="kappa-table, step-scales: print JSON instead of a markdown table")
     repro.set_defaults(func=_cmd_reproduce)
 
     bench = sub.add_parser("bench", help="side-by-side overhead ratios of our optimizers and models",
