@@ -116,3 +116,25 @@ def test_reproduce_runs_a_recipe_end_to_end(tmp_path):
                           "--set", "steps=10", "--set", "eval_every=10", "--set", "seq_len=8", "--set", "hidden=8",
                           "--set", f"out={tmp_path}", "--workers", "2"], capture_output=True, text=True, check=True)
     assert "selected on validation:" in out.stdout and out.stdout.count("| optimizer=") == 6
+
+
+def _fake_run(root, name, optimizer, seed, curve, lower=True):
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(dict(task="adding", optimizer=optimizer, seed=seed)))
+    (run / "summary.json").write_text(json.dumps(dict(metric="mse", diverged=False, test_metric=curve[-1],
+                                                      wall_s=1.0, lower_is_better=lower)))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(dict(step=100 * (i + 1), test_metric=v)) + "\n"
+                                               for i, v in enumerate(curve)))
+
+
+def test_report_steps_to_reach_a_threshold(tmp_path):
+    _fake_run(tmp_path, "a0", "adam", 0, [0.2, 0.05, 0.009, 0.02])     # first ≤ 0.01 at step 300
+    _fake_run(tmp_path, "a1", "adam", 1, [0.2, 0.008, 0.001, 0.001])   # at step 200
+    _fake_run(tmp_path, "a2", "adam", 2, [0.2, 0.1, 0.1, 0.1])         # never
+    _fake_run(tmp_path, "s0", "sgd", 0, [0.2, 0.2, 0.2, 0.2])
+    rows = {r["setting"]: r for r in json.loads(report([str(tmp_path)], fmt="json", reach=0.01))}
+    assert rows["optimizer=adam"]["reached"] == 2 and rows["optimizer=adam"]["median_steps_to_reach"] == 250
+    assert rows["optimizer=sgd"]["reached"] == 0 and rows["optimizer=sgd"]["median_steps_to_reach"] is None
+    md = report([str(tmp_path)], reach=0.01)
+    assert "steps to test ≤ 0.01 (reached)" in md and "| 250 (2/3) |" in md and "| never (0/1) |" in md

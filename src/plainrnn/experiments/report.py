@@ -2,7 +2,9 @@
 
 A setting is a run's config without its seed, name and output folder. For each: the number of runs,
 how many diverged ("IRNN+SGD: 7/10 diverged"), the best and the median test metric over the seeds that
-did not diverge, and the median wall time.
+did not diverge, and the median wall time. With ``reach=X``, also the number of steps each run needed
+to first reach a test metric of X (at or below X for losses, at or above for accuracies): the median
+over the seeds that reached it, and how many did ("time to solve", e.g. X = 0.01 on the adding problem).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from .plots import plot_learning_curves, read_metrics
 
 _IGNORED = ("seed", "name", "out", "data_dir")
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
-               "input_scale", "steps", "nonlinearity", "batch_size")
+               "input_scale", "clip", "steps", "nonlinearity", "batch_size")
 
 
 def find_runs(paths: list[str]) -> list[Path]:
@@ -43,7 +45,16 @@ def _label(config: dict, varying: set) -> str:
     return " ".join(f"{k}={config[k]}" for k in keys)
 
 
-def collect(runs: list[Path]) -> list[dict]:
+def steps_to_reach(run: Path, threshold: float, lower_is_better: bool) -> int | None:
+    """The first evaluated step whose test metric reaches ``threshold``, or None."""
+    for row in read_metrics(run):
+        value = row.get("test_metric")
+        if value is not None and math.isfinite(value) and (value <= threshold if lower_is_better else value >= threshold):
+            return row["step"]
+    return None
+
+
+def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for run in runs:
         config = json.loads((run / "config.json").read_text())
@@ -66,12 +77,17 @@ def collect(runs: list[Path]) -> list[dict]:
                                                              if s.get("best_valid_metric") is not None)
                          if any(s.get("best_valid_metric") is not None for s in g["summaries"]) else math.nan,
                          median_wall_s=statistics.median(s["wall_s"] for s in g["summaries"]),
-                         run_dirs=[str(r) for r in g["runs"]], task=g["config"]["task"]))
+                         run_dirs=[str(r) for r in g["runs"]], task=g["config"]["task"], lower_is_better=lower))
+        if reach is not None:
+            steps = [steps_to_reach(run, reach, lower) for run in g["runs"]]
+            reached = [k for k in steps if k is not None]
+            rows[-1].update(reach=reach, reached=len(reached),
+                            median_steps_to_reach=statistics.median(reached) if reached else None)
     return rows
 
 
-def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None) -> str:
-    rows = collect(find_runs(paths))
+def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reach: float | None = None) -> str:
+    rows = collect(find_runs(paths), reach)
     if plots_dir:
         for task in sorted({r["task"] for r in rows}):
             curves = {}
@@ -87,15 +103,22 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None) -> s
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
+        extra = ["reached", "median_steps_to_reach"] if reach is not None else []
         w.writerow(["setting", "metric", "runs", "diverged", "best_test", "median_test", "median_best_valid",
-                    "median_wall_s"])
+                    "median_wall_s", *extra])
         for r in rows:
             w.writerow([r["setting"], r["metric"], r["runs"], r["diverged"], r["best_test"], r["median_test"],
-                        r["median_best_valid"], r["median_wall_s"]])
+                        r["median_best_valid"], r["median_wall_s"], *(r[k] for k in extra)])
         return buf.getvalue().rstrip("\n")
-    lines = ["| setting | metric | diverged | best test | median test | best valid (median) | median wall (s) |",
-             "|---|---|---|---|---|---|---|"]
+    head = "| setting | metric | diverged | best test | median test | best valid (median) | median wall (s) |"
+    if reach is not None:
+        head += f" steps to test {'≤' if rows[0]['lower_is_better'] else '≥'} {reach:g} (reached) |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
-        lines.append(f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
-                     f"{r['median_test']:.5g} | {r['median_best_valid']:.5g} | {r['median_wall_s']:.1f} |")
+        line = (f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
+                f"{r['median_test']:.5g} | {r['median_best_valid']:.5g} | {r['median_wall_s']:.1f} |")
+        if reach is not None:
+            steps = "never" if r["median_steps_to_reach"] is None else f"{r['median_steps_to_reach']:g}"
+            line += f" {steps} ({r['reached']}/{r['runs']}) |"
+        lines.append(line)
     return "\n".join(lines)
