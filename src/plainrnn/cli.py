@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "RNNs: train, sweep, report, reproduce, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="the adding problem at T=100, three setups side by side (under 3 minutes)",
+    demo = sub.add_parser("demo", help="the adding problem at T=100, three setups side by side (about 2 minutes on 2 cores)",
                           description="Trains the adding problem at T=100 with IRNN+SGD, ReLU RNN+Adam and "
                                       "ReLU RNN+Path-SGD; prints a table of test MSE and writes a learning-curve PNG.")
     demo.add_argument("--out", default="runs", help="parent directory of the demo's runs (default: %(default)s)")
