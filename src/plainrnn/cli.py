@@ -167,6 +167,12 @@ def _cmd_bench(args) -> int:
     unknown = [k for k in (args.only or []) if k not in TARGETS]
     if unknown:
         return _fail("bench", f"unknown case {unknown[0]!r}; allowed: {', '.join(TARGETS)}")
+    if args.profile:
+        from .experiments.bench import CASES, profile_case
+        if args.profile not in CASES:
+            return _fail("bench", f"--profile: unknown case {args.profile!r}; allowed: {', '.join(CASES)}")
+        print(profile_case(args.profile, quick=args.quick))
+        return 0
     # Progress goes to stderr in both modes, so `--json` keeps stdout to the one JSON object.
     say = lambda key: print(f"measuring {key} ...", file=sys.stderr, flush=True)  # noqa: E731
     results = run_bench(quick=args.quick, repeats=args.repeats, only=args.only, progress=say)
@@ -302,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, met, what, times | memory, machine}}")
     bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved repeats per case, each about 0.3 s of calls (default 9; 3 with --quick)")
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
+    bench.add_argument("--profile", metavar="KEY", help="instead of timing, print torch.profiler's table of both "
+                                                        "sides of one case (where its ratio comes from)")
     bench.set_defaults(func=_cmd_bench)
 
     data = sub.add_parser("data", help="fetch and list the real datasets (cache outside the repository)",

@@ -23,3 +23,13 @@ def test_quick_bench_json_shape():
 def test_bench_rejects_an_unknown_case():
     out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "bench", "--only", "nope"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().startswith("plainrnn bench: error: unknown case 'nope'")
+
+
+def test_profile_prints_both_sides_and_rejects_an_unknown_case():
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "bench", "--quick", "--profile", "path_sgd_overhead"],
+                         capture_output=True, text=True, check=True, timeout=300)
+    assert "== path_sgd_overhead: ours" in out.stdout and "== path_sgd_overhead: baseline" in out.stdout
+    assert "Optimizer.step#PathSGD.step" in out.stdout and "Optimizer.step#SGD.step" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "plainrnn.cli", "bench", "--profile", "nope"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("plainrnn bench: error: --profile: unknown case 'nope'")

@@ -234,6 +234,22 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
     return results
 
 
+def profile_case(key: str, quick: bool = False, steps: int = 5, rows: int = 15) -> str:
+    """torch.profiler's table (self CPU time) of both sides of one case: where the ratio comes from."""
+    from torch.profiler import ProfilerActivity, profile
+    ours, base = CASES[key](quick)
+    out = []
+    for side, fn in (("ours", ours), ("baseline", base)):
+        for _ in range(2):
+            fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                fn()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+        out.append(f"== {key}: {side}, {steps} calls\n{table}")
+    return "\n".join(out)
+
+
 def format_table(results: dict) -> str:
     lines = [f"{'key':<28} {'ratio':>7} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
     for key, r in results.items():
