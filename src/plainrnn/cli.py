@@ -93,6 +93,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--batch-size", "minibatch size", d.batch_size, type=_number(int, 1))
     add("--steps", "training steps", d.steps, type=_number(int, 1))
     add("--clip", "clip the gradient norm at this value", "off", type=_number(float, 0, True))
+    add("--diverge-above", "end the run as diverged when the validation loss exceeds this", d.diverge_above,
+        type=_number(float, 0, True))
     add("--eval-every", "evaluate on the validation and test sets every N steps", d.eval_every, type=_number(int, 1))
     add("--eval-limit", "evaluate on at most N validation and test examples", "all", type=_number(int, 1))
     add("--checkpoint-every", "write an atomic checkpoint every N steps", "at every evaluation", type=_number(int, 1))

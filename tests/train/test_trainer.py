@@ -32,6 +32,14 @@ def test_divergence_is_recorded(tmp_path):
     assert s["diverged"] and s["diverged_step"] is not None and "non-finite" in s["diverged_reason"]
 
 
+def test_a_finite_explosion_is_a_divergence(tmp_path):
+    # No model is near MSE 0.01 after 5 steps, so this threshold flags the first evaluation.
+    s = train(_cfg(tmp_path, steps=20, eval_every=5, diverge_above=0.01), progress=False)
+    assert s["diverged"] and s["diverged_step"] == 5 and s["diverged_reason"].startswith("exploded: validation loss")
+    calm = train(_cfg(tmp_path, steps=20, eval_every=5, name="calm"), progress=False)
+    assert not calm["diverged"]
+
+
 def test_spectral_and_path_runs_end_to_end(tmp_path):
     s = train(_cfg(tmp_path, model="spectral", margin=0.1, optimizer="rmsprop", orth_lr=1e-3, steps=20,
                    orth_penalty=0.1, sv_prior=0.1, weight_decay=1e-4, task="copy", seq_len=10), progress=False)

@@ -24,10 +24,11 @@ class RunConfig:
     input_scale: float = 0.01            # non-recurrent weights from U[-s, s] (2016 paper)
     optimizer: str = "sgd"
     lr: float = 1e-3
-    momentum: float = 0.9                # used by --optimizer momentum and path-sgd
+    momentum: float = 0.9                # used by --optimizer momentum (and the spectral model's inner SGD)
     batch_size: int = 50
     steps: int = 1000
     clip: float | None = None            # max gradient norm; None: no clipping
+    diverge_above: float = 1e6           # an evaluation loss above this ends the run as diverged (exploded)
     eval_every: int = 100
     checkpoint_every: int = 0            # atomic checkpoint every N steps (0: at every evaluation)
     tensorboard: bool = False            # also log scalars to <run dir>/tensorboard
@@ -86,6 +87,7 @@ class RunConfig:
         for field in ("hidden", "layers", "batch_size", "steps", "eval_every"):
             need(getattr(self, field) >= 1, field, ">= 1", getattr(self, field))
         need(self.clip is None or self.clip > 0, "clip", "> 0", self.clip)
+        need(self.diverge_above > 0, "diverge_above", "> 0", self.diverge_above)
         need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", ">= 1", self.eval_limit)
         need(self.checkpoint_every >= 0, "checkpoint_every", ">= 0", self.checkpoint_every)
         need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)

@@ -165,6 +165,12 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
             if not (math.isfinite(valid_loss) and math.isfinite(test_loss)):
                 diverged, diverged_step, reason = True, step, "non-finite evaluation loss"
                 break
+            if valid_loss > cfg.diverge_above:
+                # A finite but astronomical loss (a Path-SGD step that blew up a unit gives 1e12 on the
+                # adding problem) is a divergence too; the tasks' losses are O(1) at init.
+                diverged, diverged_step = True, step
+                reason = f"exploded: validation loss {valid_loss:.3g} > diverge_above {cfg.diverge_above:g}"
+                break
             if best_valid is None or (valid_metric < best_valid if spec.lower_is_better else valid_metric > best_valid):
                 best_valid = valid_metric
         if step % checkpoint_every == 0:
