@@ -180,12 +180,23 @@ CASES = {
 }
 
 
+def _peak_rss_kib() -> int:
+    """Peak resident memory of this process, in KiB. VmHWM belongs to the process's own address space;
+    ru_maxrss does not do here: Linux carries it across fork and exec, so a probe started by a large
+    bench process would report the bench's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    import resource  # not Linux: the best we have
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def measure_step_memory(kind: str, quick: bool) -> tuple[int, int]:
     """In this process: build *one* side of the path_sgd_overhead case (model, batch, optimizer), run
-    3 steps, and return (peak RSS, RSS before the model was built) in KiB. Run it in a fresh process
-    (``_memory_probe``): ru_maxrss is a high-water mark, so the other side must never have run there."""
-    import resource
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    3 steps, and return (peak RSS, peak RSS before the model was built) in KiB. Run it in a fresh
+    process (``_memory_probe``): a peak is a high-water mark, so the other side must never have run there."""
+    before = _peak_rss_kib()
     H, T, B = (50, 50, 10) if quick else (100, 784, 100)
     torch.manual_seed(0)
     model = ReLURNN(1, H, 10)
@@ -195,7 +206,7 @@ def measure_step_memory(kind: str, quick: bool) -> tuple[int, int]:
     step = _rnn_step(model, optimizer, x, y, _ce)
     for _ in range(3):
         step()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, before
+    return _peak_rss_kib(), before
 
 
 def _memory_probe(kind: str, quick: bool) -> tuple[int, int]:

@@ -39,19 +39,31 @@ def read_metrics(run_dir) -> list[dict]:
 
 def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "test_metric", ylabel: str = "test MSE",
                          title: str = "", baseline: float | None = None, log_y: bool = True) -> Path:
-    """One line per label: ``metric`` against step. ``curves`` maps label → metrics records."""
+    """One line per label: ``metric`` against step. ``curves`` maps label → metrics records.
+
+    A curve that exploded (values far above where every curve started) is drawn up to the top edge,
+    which is set by the starting values, so that it does not squash the others against the floor; a
+    divergence is a dotted vertical line. Beyond ten curves the line style changes as well as the colour."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for label, records in curves.items():
+    colours = plt.get_cmap("tab10").colors
+    styles = ("-", "--", ":", "-.")
+    starts = []
+    for i, (label, records) in enumerate(curves.items()):
         points = [(r["step"], r[metric]) for r in records if metric in r]
         if points:
-            ax.plot(*zip(*points), marker=".", label=label)
+            ax.plot(*zip(*points), marker=".", label=label, color=colours[i % 10], ls=styles[(i // 10) % 4])
+            starts.append(points[0][1])
         diverged = [r for r in records if r.get("diverged")]
         if diverged:
-            ax.axvline(diverged[0]["step"], ls=":", color="grey")
+            ax.axvline(diverged[0]["step"], ls=":", color=colours[i % 10])
     if baseline is not None:
         ax.axhline(baseline, ls="--", color="black", lw=1, label=f"baseline {baseline:.3g}")
+        starts.append(baseline)
     if log_y:
         ax.set_yscale("log")
+    finite = sorted(v for v in starts if v == v and abs(v) != float("inf") and (v > 0 or not log_y))
+    if finite and log_y:
+        ax.set_ylim(top=10 * finite[len(finite) // 2])  # a decade above the median starting value
     return _finish(fig, ax, path, "training step", ylabel, title)
 
 
