@@ -13,6 +13,7 @@ from pathlib import Path
 from ..tasks import ADDING_BASELINE_MSE
 from ..train import RunConfig
 from .plots import plot_learning_curves, read_metrics
+from .report import steps_to_reach
 
 # label, optimizer, lr: IRNN+SGD is the 2016 paper's baseline; Adam and Path-SGD are the contenders.
 # Each lr is the best of the paper's grid {1e-2, 1e-3, 1e-4} at T = 100 with clipping at 1
@@ -22,7 +23,8 @@ DEMO_SETUPS = (
     ("ReLU RNN + Adam", "adam", 1e-3),
     ("ReLU RNN + Path-SGD", "path-sgd", 1e-3),
 )
-DEMO_STEPS = 5000
+DEMO_STEPS = 6000
+SOLVED = 0.01  # the 2016 paper's "0" (its Table 2 is MSE×100)
 
 
 def _config(optimizer: str, lr: float, steps: int, out: str) -> RunConfig:
@@ -58,14 +60,16 @@ def run_demo(out: str = "runs", steps: int | None = None, quiet: bool = False) -
                                title="Adding problem, T = 100, H = 100 (clipping at 1)",
                                baseline=ADDING_BASELINE_MSE)
     print()
-    print(f"{'setup':<24} {'lr':>7} {'test MSE':>10} {'best valid':>11} {'status':>10} {'time':>7}")
+    print(f"{'setup':<24} {'lr':>7} {'test MSE':>10} {'best valid':>11} {'test ≤ 0.01 at':>15} {'time':>7}")
     for label, _, lr in DEMO_SETUPS:
         s = summaries[label]
-        status = f"div@{s['diverged_step']}" if s["diverged"] else ("solved" if s["test_metric"] < 0.01 else "-")
+        solved = steps_to_reach(Path(s["run_dir"]), SOLVED, lower_is_better=True)
+        status = (f"div@{s['diverged_step']}" if s["diverged"] else "not yet" if solved is None
+                  else f"step {solved}")
         test = "nan" if s["diverged"] else f"{s['test_metric']:.4f}"
         best = "-" if s["best_valid_metric"] is None else f"{s['best_valid_metric']:.4f}"
-        print(f"{label:<24} {lr:>7g} {test:>10} {best:>11} {status:>10} {s['wall_s']:>6.1f}s")
-    print(f"baseline (always predict 1): MSE {ADDING_BASELINE_MSE:.3f}; 'solved' means below 0.01")
+        print(f"{label:<24} {lr:>7g} {test:>10} {best:>11} {status:>15} {s['wall_s']:>6.1f}s")
+    print(f"baseline (always predict 1): MSE {ADDING_BASELINE_MSE:.3f}; the papers' 'solved' is test MSE below {SOLVED:g}")
     print("Every setup first learns the mean (the 0.167 plateau). Adam leaves it within a few thousand steps;\n"
           "SGD and Path-SGD need tens of thousands (docs/results.md has the 100,000-step runs).")
     print(f"learning curves: {png}")
