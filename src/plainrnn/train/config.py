@@ -24,7 +24,7 @@ class RunConfig:
     input_scale: float = 0.01            # non-recurrent weights from U[-s, s] (2016 paper)
     optimizer: str = "sgd"
     lr: float = 1e-3
-    momentum: float = 0.9                # used by --optimizer momentum (and the spectral model's inner SGD)
+    momentum: float = 0.9                # used by --optimizer momentum only (also as the spectral model's inner optimizer)
     batch_size: int = 50
     steps: int = 1000
     clip: float | None = None            # max gradient norm; None: no clipping
