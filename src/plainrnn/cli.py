@@ -191,10 +191,11 @@ def _cmd_reproduce(args) -> int:
     if args.recipe == "step-scales":
         from .experiments import step_scales
         from .train.config import load_config, parse_overrides
+        from .tasks import DataError
         try:
             cfg = load_config(None, {"task": "adding", "seq_len": 100, **parse_overrides(args.set or [])})
             result = step_scales.step_scales(cfg)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, DataError) as e:
             return _fail("reproduce", e)
         print(json.dumps(result, indent=1) if args.json else step_scales.to_markdown(result))
         return 0
@@ -232,6 +233,14 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the trials of a sweep (or a reproduction recipe) run."""
+    p.add_argument("--backend", type=_choice(("local", "ray")), default="local",
+                   help="local: a process pool sized to the cores; ray: a Ray cluster (default: %(default)s)")
+    p.add_argument("--workers", type=_number(int, 1), default=None, help="local pool size (default: the cores)")
+    p.add_argument("--address", default=None, help="Ray cluster address for ray.init (default: start one locally)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .tasks.data import DATASETS
     parser = _Parser(prog="plainrnn", description="Plain ReLU RNNs with Path-SGD and spectrally constrained "
@@ -266,10 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", help="values to sweep (repeatable)")
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     sweep.add_argument("--seeds", type=_number(int, 1), default=1, help="seeds per setting (default: %(default)s)")
-    sweep.add_argument("--backend", type=_choice(("local", "ray")), default="local",
-                       help="local: a process pool sized to the cores; ray: a Ray cluster (default: %(default)s)")
-    sweep.add_argument("--workers", type=_number(int, 1), default=None, help="local pool size (default: the cores)")
-    sweep.add_argument("--address", default=None, help="Ray cluster address for ray.init (default: start one locally)")
+    _add_backend_arguments(sweep)
     sweep.add_argument("--name", default=None, help="sweep directory name under the config's out (default: sweep)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)
@@ -297,9 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("recipe", type=_choice(names), help=f"one of: {', '.join(names)}")
     repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
-    repro.add_argument("--backend", type=_choice(("local", "ray")), default="local", help="local or ray (default: local)")
-    repro.add_argument("--workers", type=_number(int, 1), default=None, help="local pool size (default: the cores)")
-    repro.add_argument("--address", default=None, help="Ray cluster address")
+    _add_backend_arguments(repro)
     repro.add_argument("--json", action="store_true", help="kappa-table, step-scales: print JSON instead of a markdown table")
     repro.set_defaults(func=_cmd_reproduce)
 

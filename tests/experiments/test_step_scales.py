@@ -8,14 +8,14 @@ from plainrnn.experiments.step_scales import step_scales
 from plainrnn.optim import PathSGD
 from plainrnn.tasks import make_task
 from plainrnn.train import RunConfig
-from plainrnn.train.build import build_model
+from plainrnn.train.build import build_model, init_generator
 
 
 def test_factors_are_the_ones_path_sgd_applies():
     cfg = RunConfig(task="adding", seq_len=12, hidden=6, seed=3, optimizer="path-sgd", lr=1e-3)
     result = step_scales(cfg)
     # The oracle: one PathSGD step on the same init with ∂L/∂p = 1 moves p_i by exactly lr · s/κ_i.
-    model = build_model(cfg, make_task("adding", 12).spec, torch.Generator().manual_seed(cfg.seed + 7919))
+    model = build_model(cfg, make_task("adding", 12).spec, init_generator(cfg.seed))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = PathSGD(model, lr=1.0, seq_len=12)
     for p in model.parameters():

@@ -92,14 +92,19 @@ def _rnn_pair(H, T, B, ours_opt: Callable, base_opt: Callable, inputs=1, outputs
     return _rnn_step(a, ours_opt(a, T), x, y, _ce), _rnn_step(b, base_opt(b), x, y, _ce)
 
 
+def _path_sgd_shapes(quick):
+    """H, T, B of the path_sgd_overhead case (ReLURNN, 1 input, 10 outputs)."""
+    return (50, 50, 10) if quick else (100, 784, 100)
+
+
 def case_path_sgd(quick):
-    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
+    H, T, B = _path_sgd_shapes(quick)
     return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T),
                      lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
 
 
 def case_path_adam(quick):
-    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
+    H, T, B = _path_sgd_shapes(quick)
     return _rnn_pair(H, T, B, lambda m, T: PathNormalized(torch.optim.Adam, m, seq_len=T, lr=1e-4),
                      lambda m: torch.optim.Adam(m.parameters(), lr=1e-4))
 
@@ -126,7 +131,7 @@ def case_cayley(H_full, method="auto"):
 
 
 def case_relurnn_vs_torch(quick):
-    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
+    H, T, B = _path_sgd_shapes(quick)
     torch.manual_seed(0)
     ours = ReLURNN(1, H, 10)
     rnn, head = torch.nn.RNN(1, H, nonlinearity="relu", batch_first=True), torch.nn.Linear(H, 10)
@@ -197,7 +202,7 @@ def measure_step_memory(kind: str, quick: bool) -> tuple[int, int]:
     3 steps, and return (peak RSS, peak RSS before the model was built) in KiB. Run it in a fresh
     process (``_memory_probe``): a peak is a high-water mark, so the other side must never have run there."""
     before = _peak_rss_kib()
-    H, T, B = (50, 50, 10) if quick else (100, 784, 100)
+    H, T, B = _path_sgd_shapes(quick)
     torch.manual_seed(0)
     model = ReLURNN(1, H, 10)
     x, y = torch.rand(B, T, 1), torch.randint(10, (B,))

@@ -12,15 +12,14 @@ import torch
 
 from ..path import kappa, path_norm
 from ..tasks import make_task
-from ..train.build import build_model
+from ..train.build import build_model, init_generator
 
 
 def step_scales(cfg) -> dict:
     """{"gamma2": γ²_net at init, "params": {name: {shape, min, median, max}}} of s/κ with the
     default s = γ²_net(w₀), for the model a run with ``cfg`` would start from (same seed, same init)."""
     task = make_task(cfg.task, cfg.seq_len, cfg.data_dir)
-    init_gen = torch.Generator().manual_seed(cfg.seed + 7919)  # the trainer's init stream
-    model = build_model(cfg, task.spec, init_gen)
+    model = build_model(cfg, task.spec, init_generator(cfg.seed))  # the trainer's init stream
     seq_len = task.spec.seq_len
     gamma2 = float(path_norm(model, seq_len=seq_len))
     kap = kappa(model, seq_len=seq_len, second_order=cfg.kappa2)

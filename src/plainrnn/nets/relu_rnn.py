@@ -150,10 +150,11 @@ class ReLURNN(nn.Module):
             drive = below if k == 0 else nn.functional.linear(below, self.weight_ih(k))
             if self.bias:
                 drive = drive + self.layer_bias(k)
+            Wt = self.weight_hh(k).t()
             h = drive.new_zeros(drive.shape[0], self.hidden_size)
             steps = []
             for t in range(drive.shape[1]):
-                h = act(drive[:, t] + h @ self.weight_hh(k).t())
+                h = act(torch.addmm(drive[:, t], h, Wt))
                 steps.append(h)
             below = torch.stack(steps, 1)
         return steps

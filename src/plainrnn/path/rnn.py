@@ -89,10 +89,9 @@ def squared_pass(model, seq_len: int) -> SquaredPass:
             A.append(a)
             below = a
             continue
-        else:
-            drives = below[1:] @ Qin[k].t()
-            if C[k] is not None:
-                drives = drives + C[k]
+        drives = below[1:] @ Qin[k].t()
+        if C[k] is not None:
+            drives = drives + C[k]
         a = torch.zeros(T + 1, H, dtype=_DTYPE)
         Qk = Q[k]
         for t in range(T):

@@ -9,6 +9,12 @@ from ..optim import PathNormalized, PathSGD, spectral_optimizer
 from ..tasks import TaskSpec
 
 
+def init_generator(seed: int) -> torch.Generator:
+    """The generator a run's model is initialized from: its own stream, independent of the data's
+    (seeded with ``seed``), so that changing the batch order never changes the init."""
+    return torch.Generator().manual_seed(seed + 7919)
+
+
 def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -> torch.nn.Module:
     if cfg.model == "mlp":
         # The 2015 paper's balanced init, N(0, 1/fan-in); --layers hidden layers of --hidden units.

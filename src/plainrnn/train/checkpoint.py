@@ -29,8 +29,12 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     _atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
-from .build import build_model, build_optimizer
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .build import build_model, build_optimizer, init_generator
+from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_text
 from .config import RunConfig
 from .diagnostics import hidden_gradient_norms, spectral_stats
 
@@ -40,17 +40,12 @@ class MetricsLog:
         else:  # resuming: keep what the checkpoint covers, drop what will be recomputed
             kept = [line for line in (self.path.read_text().splitlines() if self.path.exists() else [])
                     if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
-            write_json_lines(self.path, kept)
+            write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
-
-
-def write_json_lines(path: Path, lines: list[str]) -> None:
-    from .checkpoint import _atomic_write
-    _atomic_write(path, lambda f: f.write("".join(line + "\n" for line in lines).encode()))
 
 
 def _distributed() -> tuple[int, int]:
@@ -72,7 +67,7 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
     torch.manual_seed(cfg.seed)
     data_gen = torch.Generator().manual_seed(cfg.seed)
-    init_gen = torch.Generator().manual_seed(cfg.seed + 7919)  # init and data streams independent
+    init_gen = init_generator(cfg.seed)
     task = make_task(cfg.task, cfg.seq_len, cfg.data_dir)
     spec = task.spec
     model = build_model(cfg, spec, init_gen)
@@ -136,7 +131,12 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
             diverged, diverged_step, reason = True, step, f"non-finite loss ({loss.item()})"
             break
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip or math.inf).item()
+        # The norm is needed every step (divergence guard, metrics); the scaling pass only when clipping.
+        # clip_grad_norm_(…, inf) would multiply every gradient by 1.
+        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        if cfg.clip:
+            torch.nn.utils.clip_grads_with_norm_(model.parameters(), cfg.clip, norm)
+        grad_norm = norm.item()
         if not math.isfinite(grad_norm):
             diverged, diverged_step, reason = True, step, f"non-finite gradient norm ({grad_norm})"
             break
@@ -219,8 +219,7 @@ def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> d
 
 def _write_yaml(path: Path, obj: dict) -> None:
     import yaml
-    from .checkpoint import _atomic_write
-    _atomic_write(path, lambda f: f.write(yaml.safe_dump(obj, sort_keys=True).encode()))
+    write_text(path, yaml.safe_dump(obj, sort_keys=True))
 
 
 def _tensorboard(run_dir: Path):
