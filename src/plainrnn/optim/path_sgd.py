@@ -30,6 +30,8 @@ import torch
 from torch.optim import Optimizer
 
 from ..path import divide_, kappa_entries
+from ..path.mlp import mlp_pass
+from .fused_mlp import FusedMLPStep
 
 
 def _resolve_scale(lr_scale) -> str | float:
@@ -58,6 +60,10 @@ class _PathGeometry:
         kappa_entries(model, seq_len, second_order, p)
         self.names = {param: name for name, param in model.named_parameters()}
         self.workspace: dict = {}  # buffers the κ pass reuses from step to step (not state: derivable)
+
+    def mlp_vectors(self):
+        """γ_in, γ_out and γ_p^p of an MLP model (Algorithm 1), computed afresh."""
+        return mlp_pass(self.model, self.p, self.workspace)
 
     def normalize_(self, params, holder: dict, state, defer_columns: bool = False) -> dict:
         """grad ← s·grad/κ for ``params``. ``holder`` (a param group or a dict in the state_dict) keeps
@@ -110,11 +116,15 @@ class PathSGD(Optimizer):
         weight_decay: L2 coefficient, added to the gradient *before* normalization (it is part of L).
         lr_scale: the step scale s (module docstring): "path_norm" (default), None, or a number.
         kappa_every: recompute κ every this many steps (1 = every step, the exact method).
+        fused: for an MLP with p = 2 and no momentum, update each weight matrix and compute the next
+            step's κ in one pass (a C++ kernel, :mod:`plainrnn.optim.fused_mlp`). None (default): when
+            the kernel can be built here; True: require it; False: never. As in ``torch.optim``, the
+            fused route gives the same numbers up to rounding.
     """
 
     def __init__(self, model, lr: float, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,
                  momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-                 lr_scale="path_norm", kappa_every: int = 1):
+                 lr_scale="path_norm", kappa_every: int = 1, fused: bool | None = None):
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
         if momentum < 0:
@@ -124,6 +134,15 @@ class PathSGD(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
+        # An MLP without momentum takes the fused route when the kernel builds (plainrnn.optim.fused_mlp):
+        # same update, same κ, same state_dict, one pass over each matrix instead of four.
+        if fused not in (None, True, False):
+            raise ValueError(f"fused must be None, True or False, got {fused!r}")
+        if fused and momentum:
+            raise ValueError("fused=True needs momentum=0: the fused route has no momentum buffer")
+        if fused and not FusedMLPStep.supports(model, p):
+            raise RuntimeError(f"fused=True: {FusedMLPStep.unsupported_reason(model, p)}")
+        self._fused = FusedMLPStep(model) if fused is not False and FusedMLPStep.supports(model, p) else None
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, path_scale=None, path_steps=0)
         super().__init__(_model_params(model), defaults)
@@ -143,6 +162,12 @@ class PathSGD(Optimizer):
             with_grad.append(params)
         # One κ computation per step for all groups; the scale lives in the groups (state_dict).
         first = self.param_groups[0]
+        if self._fused is not None and self._fused.applies(self.param_groups):
+            lr_of = {param: group["lr"] for group in self.param_groups for param in group["params"]}
+            self._fused.step(self.geometry, first, self.state, lr_of)
+            for group in self.param_groups:
+                group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]
+            return loss
         deferred = self.geometry.normalize_([p for params in with_grad for p in params], first, self.state,
                                             defer_columns=True)
         for group, params in zip(self.param_groups, with_grad):

@@ -31,7 +31,7 @@ def densify(entry: KappaEntry) -> torch.Tensor:
     return entry.dense() if isinstance(entry, Outer) else entry
 
 
-def _safe_inverse(kappa: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+def safe_inverse(kappa: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
     """scale / κ with the dead-unit guard: where κ = 0 (no path reaches the edge, so ∂L/∂p = 0 too)
     or where the ratio is not finite, the factor is 0, so the parameter does not move."""
     inv = scale / kappa
@@ -48,11 +48,11 @@ def divide_(grad: torch.Tensor, entry: KappaEntry, scale: float = 1.0, defer_col
     matrix); otherwise returns None."""
     if isinstance(entry, Outer):
         # (scale/κ)[j,k] = (scale/rows[j]) · (1/cols[k]): two broadcast multiplies, no H×F temporary.
-        grad.mul_(_safe_inverse(entry.rows, scale, grad.dtype).unsqueeze(1))
-        cols = _safe_inverse(entry.cols, 1.0, grad.dtype)
+        grad.mul_(safe_inverse(entry.rows, scale, grad.dtype).unsqueeze(1))
+        cols = safe_inverse(entry.cols, 1.0, grad.dtype)
         if defer_columns:
             return cols
         grad.mul_(cols)
         return None
-    grad.mul_(_safe_inverse(entry, scale, grad.dtype))
+    grad.mul_(safe_inverse(entry, scale, grad.dtype))
     return None

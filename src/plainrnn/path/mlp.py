@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 
 from .factored import Outer
-
-_DTYPE = torch.float64
+from .kernels import squared_sweep_
 
 
 def _check_p(p: float) -> float:
@@ -25,19 +24,21 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-def _powered(t: torch.Tensor, p: float, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
-    t = t.detach()
-    if t.dtype != dtype:
-        t = t.to(dtype)
-        out = None
-    if p == 2.0:
-        return torch.square(t, out=out) if out is not None else t.square()
-    return torch.pow(t.abs(), p)
+def _matrix(layer, dtype: torch.dtype) -> torch.Tensor:
+    weight = layer.weight.detach()
+    return weight if weight.dtype == dtype else weight.to(dtype)
+
+
+def _bias_power(layer, p: float, dtype: torch.dtype) -> torch.Tensor | float:
+    if layer.bias is None:
+        return 0.0
+    bias = layer.bias.detach().to(dtype)
+    return bias.square() if p == 2.0 else bias.abs().pow(p)
 
 
 def _workspace_buffer(workspace: dict | None, key, like: torch.Tensor) -> torch.Tensor | None:
-    """A persistent buffer for |W|^p: a fresh 64 MB tensor every step costs more in page faults than
-    the squaring itself."""
+    """A persistent buffer for |W|^p on the eager path: a fresh 64 MB tensor every step costs more in
+    page faults than the squaring itself."""
     if workspace is None:
         return None
     buf = workspace.get(key)
@@ -46,35 +47,79 @@ def _workspace_buffer(workspace: dict | None, key, like: torch.Tensor) -> torch.
     return buf
 
 
-def _pass(model, p: float, dtype: torch.dtype, workspace: dict | None):
-    layers = model.linears()
-    gin = [torch.ones(layers[0].in_features, dtype=dtype)]
-    powered = []
-    for k, layer in enumerate(layers):
-        W = _powered(layer.weight, p, dtype, _workspace_buffer(workspace, k, layer.weight))
-        powered.append(W)
-        v = W @ gin[-1]
-        if layer.bias is not None:
-            v = v + _powered(layer.bias, p, dtype)
-        gin.append(v)
-    gout = [torch.ones(layers[-1].out_features, dtype=dtype)]
-    for W in reversed(powered[1:]):
-        gout.insert(0, W.t() @ gout[0])
-    return gin, gout, gin[-1].sum()
+def pivot_layer(layers) -> int:
+    """The layer whose matrix is largest: the sweep visits it last, when both its γ_in and γ_out are known."""
+    return max(range(len(layers)), key=lambda k: layers[k].weight.numel())
+
+
+def sweep_layers(layers, p: float, dtype: torch.dtype, workspace: dict | None = None,
+                 updates: list[dict] | None = None) -> tuple[list, list]:
+    """γ_in per layer (inputs first, L + 1 vectors) and γ_out per layer (L vectors), in ``dtype``.
+
+    γ_in flows forward (γ_in^k = |W^k|^p γ_in^{k−1} + |b^k|^p) and γ_out backward
+    (γ_out^{k−1} = |W^k|^pᵀ γ_out^k), so a single pass in either order would read each matrix twice.
+    Instead the layers before the largest one are swept forward, those after it backward, and the
+    largest last, when both of its vectors are known: it is read once for both products. Only the
+    small layers are read a second time, for products that this order could not give them.
+
+    With ``updates`` (one dict of :func:`squared_sweep_` update arguments per layer), each matrix is
+    updated in the same pass, before its products: the vectors returned are those of the updated
+    network (biases must already be updated)."""
+    L = len(layers)
+    gin = [torch.ones(layers[0].in_features, dtype=dtype)] + [None] * L
+    gout = [None] * (L - 1) + [torch.ones(layers[-1].out_features, dtype=dtype)]
+
+    def visit(k: int, forward: bool, backward: bool, update: bool) -> None:
+        W = _matrix(layers[k], dtype)
+        want_cols = backward and k > 0  # γ_out of the network's inputs is never used
+        rows, cols = squared_sweep_(W, gin[k] if forward else None, gout[k] if want_cols else None, p=p,
+                                    buffer=_workspace_buffer(workspace, k, W) if p == 2.0 else None,
+                                    **(updates[k] if update and updates is not None else {}))
+        if forward:
+            gin[k + 1] = rows + _bias_power(layers[k], p, dtype)
+        if want_cols:
+            gout[k - 1] = cols
+
+    pivot = pivot_layer(layers)
+    for k in range(pivot):
+        visit(k, forward=True, backward=False, update=True)
+    for k in range(L - 1, pivot, -1):
+        visit(k, forward=False, backward=True, update=True)
+    visit(pivot, forward=True, backward=True, update=True)
+    for k in range(pivot + 1, L):
+        visit(k, forward=True, backward=False, update=False)
+    for k in range(pivot - 1, 0, -1):
+        visit(k, forward=False, backward=True, update=False)
+    return gin, gout
+
+
+def _finite(vectors) -> bool:
+    return all(torch.isfinite(v).all() for v in vectors)
+
+
+def compute_dtype(model) -> torch.dtype:
+    """Float32 models are swept in float32 (the 19M-weight MLP's κ pass is memory-bound, and float64
+    copies would double it), float64 models in float64."""
+    return torch.float64 if model.linears()[0].weight.dtype == torch.float64 else torch.float32
+
+
+def finish_pass(gin: list, gout: list, allow_overflow: bool = False):
+    """The float64 vectors of :func:`mlp_pass` from a sweep's, or None if the sweep overflowed."""
+    if not allow_overflow and not (_finite(gin) and _finite(gout)):
+        return None
+    return [v.double() for v in gin], [v.double() for v in gout], gin[-1].sum().double()
 
 
 def mlp_pass(model, p: float = 2.0, workspace: dict | None = None):
-    """γ_in per layer (inputs first), γ_out per layer, and Σ_out γ_in = γ_p^p.
+    """γ_in per layer (inputs first), γ_out per layer, and Σ_out γ_in = γ_p^p, in float64.
 
-    Float32 models are computed in float32 (a 19M-weight MLP's κ pass is memory-bound, and float64
-    copies would double it); if anything overflows, the pass is redone in float64."""
+    The sweep runs in :func:`compute_dtype`; if a float32 sweep overflows, it is redone in float64."""
     p = _check_p(p)
-    dtype = model.linears()[0].weight.dtype
-    if dtype != torch.float64:
-        gin, gout, total = _pass(model, p, torch.float32, workspace)
-        if all(torch.isfinite(v).all() for v in (*gin, *gout)):
-            return [v.double() for v in gin], [v.double() for v in gout], total.double()
-    return _pass(model, p, torch.float64, None)
+    dtype = compute_dtype(model)
+    result = finish_pass(*sweep_layers(model.linears(), p, dtype, workspace), allow_overflow=dtype == torch.float64)
+    if result is None:  # a float32 overflow: float64 reaches far further (an overflow there maps to zero steps)
+        result = finish_pass(*sweep_layers(model.linears(), p, torch.float64), allow_overflow=True)
+    return result
 
 
 def path_norm(model, p: float = 2.0) -> torch.Tensor:

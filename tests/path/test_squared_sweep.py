@@ -1,0 +1,101 @@
+"""The squared-sweep kernel (plainrnn.path.kernels) against float64 formulas, and its eager fallback."""
+import itertools
+
+import pytest
+import torch
+
+from plainrnn.path import kernels
+from plainrnn.path.kernels import squared_sweep_
+
+
+def _problem(n, m, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
+    return dict(W=r(n, m).to(dtype), G=r(n, m).to(dtype), row_factor=r(n).abs().to(dtype),
+                col_factor=r(m).abs().to(dtype), gin=r(m).abs().to(dtype), gout=r(n).abs().to(dtype))
+
+
+def _oracle(P, lr, update):
+    W = P["W"].double()
+    if update:
+        W = W - lr * P["G"].double() * torch.outer(P["row_factor"].double(), P["col_factor"].double())
+    return W, (W * W) @ P["gin"].double(), (W * W).t() @ P["gout"].double()
+
+
+def test_the_kernel_builds_on_this_machine():
+    # CI has g++ and the ninja wheel: the fast route must really be the one that is tested.
+    assert kernels.kernel() is not None
+
+
+@pytest.mark.parametrize("route", ["kernel", "eager"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(7, 37), (8, 32), (1, 5), (13, 100)])
+def test_update_and_products_match_the_formulas(route, dtype, shape, monkeypatch):
+    if route == "eager":
+        monkeypatch.setattr(kernels, "_kernel_for", lambda W, p: None)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=1e-5)
+    for update, want_rows, want_cols in itertools.product([False, True], repeat=3):
+        P = _problem(*shape, dtype)
+        W = P["W"].clone()
+        step = dict(grad=P["G"], row_factor=P["row_factor"], col_factor=P["col_factor"], lr=0.3) if update else {}
+        rows, cols = squared_sweep_(W, P["gin"] if want_rows else None, P["gout"] if want_cols else None, **step)
+        W_ref, rows_ref, cols_ref = _oracle(P, 0.3, update)
+        torch.testing.assert_close(W.double(), W_ref, **tol)
+        assert (rows is None) != want_rows and (cols is None) != want_cols
+        if want_rows:
+            torch.testing.assert_close(rows.double(), rows_ref, **tol)
+        if want_cols:
+            torch.testing.assert_close(cols.double(), cols_ref, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_products_of_an_update_equal_a_fresh_sweep_bit_for_bit(dtype):
+    """The optimizer reuses the products its update computed as the next step's κ; this holds only
+    because every variant of the kernel sums in the same order."""
+    P = _problem(103, 517, dtype, seed=1)
+    W = P["W"].clone()
+    rows, cols = squared_sweep_(W, P["gin"], P["gout"], grad=P["G"], row_factor=P["row_factor"],
+                                col_factor=P["col_factor"], lr=0.01)
+    fresh_rows, fresh_cols = squared_sweep_(W, P["gin"], P["gout"])
+    assert torch.equal(rows, fresh_rows) and torch.equal(cols, fresh_cols)
+    assert torch.equal(squared_sweep_(W, P["gin"])[0], rows)
+    assert torch.equal(squared_sweep_(W, None, P["gout"])[1], cols)
+    rows_only, _ = squared_sweep_(P["W"].clone(), P["gin"], grad=P["G"], row_factor=P["row_factor"],
+                                  col_factor=P["col_factor"], lr=0.01)
+    assert torch.equal(rows_only, rows)
+
+
+def test_an_update_is_seen_by_autograd_like_any_in_place_change():
+    weight = torch.nn.Parameter(torch.randn(6, 20))
+    loss = (weight ** 3).sum()  # saves weight for backward
+    with torch.no_grad():
+        squared_sweep_(weight.detach(), grad=torch.ones(6, 20), row_factor=torch.ones(6), col_factor=torch.ones(20),
+                       lr=0.1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_bad_shapes_are_named():
+    W = torch.zeros(4, 5)
+    with pytest.raises(RuntimeError, match="gin must be a vector of length 5"):
+        squared_sweep_(W, torch.ones(4))
+    with pytest.raises(ValueError, match="both row_factor and col_factor"):
+        squared_sweep_(W, grad=torch.zeros(4, 5), lr=1.0)
+
+
+def test_without_a_compiler_it_warns_once_and_falls_back(monkeypatch):
+    def broken():
+        raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
+    monkeypatch.setattr(kernels, "_compile", broken)
+    monkeypatch.setattr(kernels, "_module", None)
+    monkeypatch.setattr(kernels, "_tried", False)
+    with pytest.warns(RuntimeWarning, match=r"could not build the squared-sweep kernel \(Ninja is required"):
+        assert kernels.kernel() is None
+    P = _problem(5, 9, torch.float64)
+    rows, _ = squared_sweep_(P["W"], P["gin"])
+    torch.testing.assert_close(rows, (P["W"] ** 2) @ P["gin"], rtol=1e-12, atol=0)
+
+
+def test_it_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("PLAINRNN_KERNELS", "0")
+    assert kernels.kernel() is None
