@@ -35,6 +35,8 @@ TARGETS = {
     "relurnn_vs_torch": (1.05, "ReLURNN fwd+bwd / torch.nn.RNN(relu)+Linear fwd+bwd, H=100 T=784 B=100"),
     "mlp_path_sgd_overhead": (1.05, "PathSGD step / SGD step, MLP 784-4000-4000-10, B=100"),
     "mlp_path_sgd_kappa_every_10_overhead": (1.05, "as mlp_path_sgd_overhead, κ recomputed every 10 steps"),
+    # The headline MLP row takes the fused C++ step; this one forces the torch-ops route it replaces.
+    "mlp_path_sgd_unfused_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD(fused=False)"),
     "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
 }
 
@@ -155,7 +157,7 @@ def case_relurnn_vs_torch(quick):
     return run_ours, run_torch
 
 
-def case_mlp(kappa_every=1):
+def case_mlp(kappa_every=1, fused=None):
     def build(quick):
         sizes, B = ((784, [256, 256], 10), 50) if quick else ((784, [4000, 4000], 10), 100)
         torch.manual_seed(0)
@@ -164,7 +166,7 @@ def case_mlp(kappa_every=1):
         b.load_state_dict(a.state_dict())
         x, y = torch.rand(B, 784), torch.randint(10, (B,))
         ce = torch.nn.functional.cross_entropy
-        return (_rnn_step(a, PathSGD(a, lr=1e-3, kappa_every=kappa_every), x, y, ce),
+        return (_rnn_step(a, PathSGD(a, lr=1e-3, kappa_every=kappa_every, fused=fused), x, y, ce),
                 _rnn_step(b, torch.optim.SGD(b.parameters(), lr=1e-3), x, y, ce))
     return build
 
@@ -182,6 +184,7 @@ CASES = {
     "relurnn_vs_torch": case_relurnn_vs_torch,
     "mlp_path_sgd_overhead": case_mlp(),
     "mlp_path_sgd_kappa_every_10_overhead": case_mlp(kappa_every=10),
+    "mlp_path_sgd_unfused_overhead": case_mlp(fused=False),
 }
 
 

@@ -32,7 +32,9 @@ from pathlib import Path
 import torch
 
 _SOURCE = Path(__file__).with_name("csrc") / "squared_sweep.cpp"
-_FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp"]
+# -fopenmp makes at::parallel_for parallel (it is a header template); the library it links is the
+# libgomp torch has already loaded. 512-bit vectors keep the sweep bound by memory, not by arithmetic.
+_FLAGS = ["-O3", "-march=native", "-fopenmp"] + (["-mprefer-vector-width=512"] if platform.machine() == "x86_64" else [])
 _lock = threading.Lock()
 _module = None
 _tried = False
