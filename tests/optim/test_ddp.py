@@ -65,6 +65,9 @@ def _worker(rank, world, kind, store, out):
     # abort the other ("terminate called without an active exception"; seen once in 5 CI runs).
     dist.barrier()
     dist.destroy_process_group()
+    # Leave without running C++ static destructors: gloo's threads have aborted a rank at interpreter
+    # exit even after the barrier (once more in about 15 full runs). Everything is saved by now.
+    os._exit(0)
 
 
 @pytest.mark.parametrize("kind", ["path-sgd", "path-adam", "spectral"])
