@@ -41,7 +41,7 @@ class FusedMLPStep:
         self.model = model
         self.layers = model.linears()
         self.params = [p for layer in self.layers for p in (layer.weight, layer.bias) if p is not None]
-        self._next = None  # (signature, γ_in, γ_out) of the parameters as the last step left them
+        self._next = None  # (signature, (γ_in, γ_out, γ²)) of the parameters as the last step left them
 
     @staticmethod
     def unsupported_reason(model, p: float) -> str | None:
