@@ -120,3 +120,23 @@ def test_fused_true_says_why_it_cannot():
         pr.optim.PathSGD(_mlp(), lr=0.1, p=3, fused=True)
     with pytest.raises(ValueError, match="fused must be None, True or False"):
         pr.optim.PathSGD(_mlp(), lr=0.1, fused="yes")
+
+
+@pytest.mark.parametrize("kappa_every", [1, 4])
+def test_resuming_from_a_state_dict_continues_bit_for_bit(kappa_every):
+    """A resumed optimizer has no reusable products, so its first step computes κ afresh; in float32
+    that must give exactly the numbers of the run that was never interrupted."""
+    sizes = (20, [64, 48], 5)
+    data = _data(32, 20, 5, torch.float32)
+    full = _mlp(sizes, torch.float32)
+    opt = pr.optim.PathSGD(full, lr=0.05, kappa_every=kappa_every, fused=True)
+    _train(full, opt, data, 6)
+    saved = copy.deepcopy((full.state_dict(), opt.state_dict()))
+    _train(full, opt, data, 5)
+    resumed = _mlp(sizes, torch.float32, seed=3)
+    resumed.load_state_dict(saved[0])
+    opt2 = pr.optim.PathSGD(resumed, lr=0.05, kappa_every=kappa_every, fused=True)
+    opt2.load_state_dict(saved[1])
+    _train(resumed, opt2, data, 5)
+    for p, q in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
