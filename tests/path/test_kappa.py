@@ -55,8 +55,13 @@ def test_kappa2_is_zero_off_the_recurrent_matrices_and_kappa1_is_the_squared_gra
         torch.testing.assert_close(k1[name], grad, rtol=1e-10, atol=1e-14)
 
 
-def test_mlp_kappa_is_half_hessian_diagonal():
-    model = pr.MLP(3, [4, 3], 2).double()
+@pytest.mark.parametrize("route", ["kernel", "eager"])
+@pytest.mark.parametrize("hidden", [[4, 3], [5, 9, 4]])
+def test_mlp_kappa_is_half_hessian_diagonal(route, hidden, monkeypatch):
+    """Both routes of the sweep (plainrnn.path.kernels), and a net whose largest matrix is inside."""
+    if route == "eager":
+        monkeypatch.setenv("PLAINRNN_KERNELS", "0")
+    model = pr.MLP(3, hidden, 2).double()
     with torch.no_grad():
         for p in model.parameters():
             p.uniform_(-1, 1)
@@ -64,7 +69,7 @@ def test_mlp_kappa_is_half_hessian_diagonal():
 
     def gamma2(ps):
         a = torch.ones(3, dtype=torch.float64)
-        for k in range(3):
+        for k in range(len(hidden) + 1):
             a = ps[f"layers.{k}.weight"] ** 2 @ a + ps[f"layers.{k}.bias"] ** 2
         return a.sum()
 

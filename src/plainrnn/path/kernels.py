@@ -111,6 +111,11 @@ def kernel():
     return _module
 
 
+def uses_kernel(W: torch.Tensor, p: float) -> bool:
+    """Whether :func:`squared_sweep_` runs the compiled kernel for this matrix (else eager torch ops)."""
+    return _kernel_for(W, p) is not None
+
+
 def _kernel_for(W: torch.Tensor, p: float):
     if p != 2.0 or W.device.type != "cpu" or W.dtype not in (torch.float32, torch.float64) or not W.is_contiguous():
         return None

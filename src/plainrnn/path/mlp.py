@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .factored import Outer
-from .kernels import squared_sweep_
+from .kernels import squared_sweep_, uses_kernel
 
 
 def _check_p(p: float) -> float:
@@ -73,7 +73,7 @@ def sweep_layers(layers, p: float, dtype: torch.dtype, workspace: dict | None = 
         W = _matrix(layers[k], dtype)
         want_cols = backward and k > 0  # γ_out of the network's inputs is never used
         rows, cols = squared_sweep_(W, gin[k] if forward else None, gout[k] if want_cols else None, p=p,
-                                    buffer=_workspace_buffer(workspace, k, W) if p == 2.0 else None,
+                                    buffer=None if p != 2.0 or uses_kernel(W, p) else _workspace_buffer(workspace, k, W),
                                     **(updates[k] if update and updates is not None else {}))
         if forward:
             gin[k + 1] = rows + _bias_power(layers[k], p, dtype)
