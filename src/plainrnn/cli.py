@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from .nets.init import RECURRENT_INITS
+from .nets.init import MLP_INITS, RECURRENT_INITS
 from .train.config import MODELS, NONLINEARITIES, OPTIMIZERS, RunConfig
 
 SUPPRESS = argparse.SUPPRESS
@@ -67,8 +67,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--layers", "recurrent layers (MLP: hidden layers)", d.layers, type=_number(int, 1))
     add("--nonlinearity", "relu or tanh; with --model spectral also none, oplu, prelu", "the model's",
         type=_choice(NONLINEARITIES))
-    add("--init", f"recurrent init: {', '.join(RECURRENT_INITS)} (identity = IRNN)", d.init,
-        type=_choice(RECURRENT_INITS))
+    add("--init", f"recurrent init: {', '.join(RECURRENT_INITS)} (identity = IRNN); MLP: balanced (the "
+        "default) or unbalanced (the 2015 paper's: 2000 random hidden units rescaled by 10^c, c log-normal)", d.init,
+        type=_choice(RECURRENT_INITS + MLP_INITS))
     add("--init-scale", "a of the uniform recurrent init U[-a, a]", d.init_scale, type=_number(float, 0, True))
     add("--input-scale", "non-recurrent weights from U[-s, s], as in the 2016 paper", d.input_scale,
         type=_number(float, 0, True))

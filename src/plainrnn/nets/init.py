@@ -19,6 +19,8 @@ import math
 import torch
 
 RECURRENT_INITS = ("identity", "uniform", "orthogonal", "glorot", "nprnn")
+# The 2015 paper's MLP inits: N(0, 1/fan-in), and that with 2000 random units rescaled (plainrnn.path.unbalance_).
+MLP_INITS = ("balanced", "unbalanced")
 
 
 def recurrent_matrix(scheme: str, size: int, *, a: float = 0.01, generator: torch.Generator | None = None,

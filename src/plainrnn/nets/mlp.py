@@ -34,9 +34,9 @@ class MLP(nn.Module):
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for layer in self.layers:
-            layer.weight.normal_(0.0, 1.0 / math.sqrt(layer.in_features))
+            layer.weight.normal_(0.0, 1.0 / math.sqrt(layer.in_features), generator=generator)
             if layer.bias is not None:
                 layer.bias.zero_()
 

@@ -6,6 +6,7 @@ import torch
 from ..nets import LSTM, MLP, ReLURNN, SpectralRNN, init_rnn_
 from ..nets.init import init_recurrent_
 from ..optim import PathNormalized, PathSGD, spectral_optimizer
+from ..path import unbalance_
 from ..tasks import TaskSpec
 
 
@@ -18,7 +19,17 @@ def init_generator(seed: int) -> torch.Generator:
 def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -> torch.nn.Module:
     if cfg.model == "mlp":
         # The 2015 paper's balanced init, N(0, 1/fan-in); --layers hidden layers of --hidden units.
-        return MLP(spec.input_size, [cfg.hidden] * cfg.layers, spec.output_size, dropout=cfg.dropout)
+        model = MLP(spec.input_size, [cfg.hidden] * cfg.layers, spec.output_size, dropout=cfg.dropout)
+        if generator is not None:
+            model.reset_parameters(generator)
+        if cfg.init == "unbalanced":  # the same function, with 2000 units rescaled (2015, §5)
+            alphas = unbalance_(model, units=2000, sigma=1.0, generator=generator)
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                top = max(float(a.log10().max()) for a in alphas)
+                raise ValueError(f"the unbalanced init overflows {model.layers[0].weight.dtype} at seed {cfg.seed}: "
+                                 f"a unit's scale reached 10^{top:.1f} (units picked more than once compound); "
+                                 "try another seed")
+        return model
     common = dict(output=spec.output, vocab_size=spec.vocab_size)
     if cfg.model == "lstm":
         model = LSTM(spec.input_size, cfg.hidden, spec.output_size, cfg.layers, **common)

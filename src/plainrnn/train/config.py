@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..nets.init import RECURRENT_INITS
+from ..nets.init import MLP_INITS, RECURRENT_INITS
 
 MODELS = ("relu", "tanh", "lstm", "spectral", "mlp")
 NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
@@ -71,7 +71,11 @@ class RunConfig:
                              "an MLP has none")
         need(self.model in MODELS, "model", f"one of {', '.join(MODELS)}", self.model)
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
-        need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)}", self.init)
+        if self.model == "mlp":  # the recurrent default (identity) stands for the MLP's balanced init
+            need(self.init in MLP_INITS + ("identity",), "init", "balanced or unbalanced for an MLP", self.init)
+        else:
+            need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)} for a recurrent model",
+                 self.init)
         need(self.nonlinearity in (None,) + NONLINEARITIES, "nonlinearity", ", ".join(NONLINEARITIES), self.nonlinearity)
         if self.nonlinearity in ("none", "oplu", "prelu") and self.model != "spectral":
             raise ValueError(f"nonlinearity {self.nonlinearity} needs --model spectral; relu and tanh work everywhere")
