@@ -1,4 +1,8 @@
 import json
+import math
+
+import pytest
+import torch
 
 from plainrnn.train import RunConfig, train
 
@@ -58,3 +62,12 @@ def test_tensorboard_scalars(tmp_path):
     acc.Reload()
     steps = [e.step for e in acc.Scalars("test_metric")]
     assert steps == [10, 20]
+
+
+def test_gradient_norm_of_huge_but_finite_gradients_is_finite():
+    from plainrnn.train.loop import gradient_norm
+    grads = [torch.full((3, 4), 3e25), torch.tensor([-4e25])]
+    exact = math.sqrt(12 * 9e50 + 16e50)
+    assert gradient_norm(grads).item() == pytest.approx(exact, rel=1e-6)
+    assert gradient_norm([torch.ones(2), torch.tensor([3.0])]).item() == pytest.approx(math.sqrt(11), rel=1e-6)
+    assert not math.isfinite(gradient_norm([torch.tensor([float("inf"), 1.0])]).item())
