@@ -96,8 +96,9 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
                 per_run = [(json.loads((Path(d) / "summary.json").read_text())["test_metric"], d) for d in r["run_dirs"]]
                 finite = sorted((m, d) for m, d in per_run if math.isfinite(m)) or per_run
                 curves[r["setting"]] = read_metrics(finite[len(finite) // 2][1])
+            # Losses span decades (log axis); accuracies live in [0, 1] and are read on a linear one.
             plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
-                                 ylabel=f"test {rows[0]['metric']}", title=task)
+                                 ylabel=f"test {rows[0]['metric']}", title=task, log_y=rows[0]["lower_is_better"])
     if fmt == "json":
         return json.dumps([{k: v for k, v in r.items() if k != "run_dirs"} for r in rows], indent=1)
     if fmt == "csv":
