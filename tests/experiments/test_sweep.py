@@ -138,3 +138,22 @@ def test_report_steps_to_reach_a_threshold(tmp_path):
     assert rows["optimizer=sgd"]["reached"] == 0 and rows["optimizer=sgd"]["median_steps_to_reach"] is None
     md = report([str(tmp_path)], reach=0.01)
     assert "steps to test ≤ 0.01 (reached)" in md and "| 250 (2/3) |" in md and "| never (0/1) |" in md
+
+
+def test_report_plots_accuracies_on_a_linear_axis_and_losses_on_a_log_one(tmp_path, monkeypatch):
+    from plainrnn.experiments import report as report_module
+    from plainrnn.train import RunConfig
+    axes = {}
+    monkeypatch.setattr(report_module, "plot_learning_curves",
+                        lambda curves, path, **kw: axes.setdefault(path.name, kw["log_y"]))
+    for task, metric, lower in (("mnist", "accuracy", False), ("adding", "mse", True)):
+        for lr in (0.1, 0.01):
+            run = tmp_path / f"{task}-{lr}"
+            run.mkdir()
+            config = RunConfig(task=task, model="mlp" if task == "mnist" else "relu", lr=lr).to_dict()
+            (run / "config.json").write_text(json.dumps(config))
+            (run / "summary.json").write_text(json.dumps(dict(
+                test_metric=0.9, metric=metric, lower_is_better=lower, diverged=False, wall_s=1.0)))
+            (run / "metrics.jsonl").write_text(json.dumps(dict(step=10, test_metric=0.9)) + "\n")
+    report([str(tmp_path)], plots_dir=str(tmp_path / "plots"))
+    assert axes == {"mnist_learning_curves.png": False, "adding_learning_curves.png": True}

@@ -91,14 +91,16 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
     if plots_dir:
         for task in sorted({r["task"] for r in rows}):
             curves = {}
-            for r in (r for r in rows if r["task"] == task):
+            task_rows = [r for r in rows if r["task"] == task]
+            for r in task_rows:
                 # The median run over seeds of each setting, so one axis compares the optimizers.
                 per_run = [(json.loads((Path(d) / "summary.json").read_text())["test_metric"], d) for d in r["run_dirs"]]
                 finite = sorted((m, d) for m, d in per_run if math.isfinite(m)) or per_run
                 curves[r["setting"]] = read_metrics(finite[len(finite) // 2][1])
             # Losses span decades (log axis); accuracies live in [0, 1] and are read on a linear one.
             plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
-                                 ylabel=f"test {rows[0]['metric']}", title=task, log_y=rows[0]["lower_is_better"])
+                                 ylabel=f"test {task_rows[0]['metric']}", title=task,
+                                 log_y=task_rows[0]["lower_is_better"])
     if fmt == "json":
         return json.dumps([{k: v for k, v in r.items() if k != "run_dirs"} for r in rows], indent=1)
     if fmt == "csv":

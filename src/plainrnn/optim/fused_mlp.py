@@ -23,10 +23,9 @@ from __future__ import annotations
 import torch
 
 from ..nets import MLP
-from ..path import Outer
 from ..path.factored import safe_inverse
 from ..path.kernels import kernel, squared_sweep_
-from ..path.mlp import compute_dtype, finish_pass, sweep_layers
+from ..path.mlp import compute_dtype, entries_from_vectors, finish_pass, sweep_layers
 
 
 def _signature(params) -> tuple:
@@ -83,15 +82,12 @@ class FusedMLPStep:
         """One PathSGD step. ``holder`` keeps the step scale and count, ``state[param]["kappa"]`` κ (as the
         unfused route does, so a state_dict is the same either way); ``lr_of`` maps param → lr."""
         steps = holder.get("path_steps") or 0
-        recompute = steps % geometry.kappa_every == 0 or any("kappa" not in state[p] for p in self.params)
-        if recompute:
+        if geometry.kappa_due(steps, self.params, state):
             gin, gout, gamma2 = self._current_vectors(geometry)
-            if holder.get("path_scale") is None:
-                holder["path_scale"] = float(gamma2) if geometry.scale_rule == "path_norm" else geometry.scale_rule
-            for k, layer in enumerate(self.layers):
-                state[layer.weight]["kappa"] = Outer(gout[k], gin[k])
-                if layer.bias is not None:
-                    state[layer.bias]["kappa"] = gout[k].clone()
+            geometry.settle_scale(holder, gamma2)
+            entries = entries_from_vectors(self.model, gin, gout)
+            for param in self.params:
+                state[param]["kappa"] = entries[geometry.names[param]]
         holder["path_steps"] = steps + 1
         scale = holder["path_scale"]
 

@@ -61,6 +61,15 @@ class _PathGeometry:
         self.names = {param: name for name, param in model.named_parameters()}
         self.workspace: dict = {}  # buffers the κ pass reuses from step to step (not state: derivable)
 
+    def kappa_due(self, steps: int, params, state) -> bool:
+        """κ is recomputed every ``kappa_every`` steps, and whenever a parameter has none cached."""
+        return steps % self.kappa_every == 0 or any("kappa" not in state[p] for p in params)
+
+    def settle_scale(self, holder: dict, gamma2) -> None:
+        """Fix the step scale s at the first κ computation (γ²(w₀) for "path_norm"), then never again."""
+        if holder.get("path_scale") is None:
+            holder["path_scale"] = float(gamma2) if self.scale_rule == "path_norm" else self.scale_rule
+
     def mlp_vectors(self):
         """γ_in, γ_out and γ_p^p of an MLP model (Algorithm 1), computed afresh."""
         return mlp_pass(self.model, self.p, self.workspace)
@@ -71,11 +80,10 @@ class _PathGeometry:
         so a resumed optimizer continues exactly. With ``defer_columns``, rank-one κ leave their
         column factor to the caller: returns {param: 1/cols}."""
         steps = holder.get("path_steps") or 0
-        recompute = steps % self.kappa_every == 0 or any("kappa" not in state[p] for p in params)
+        recompute = self.kappa_due(steps, params, state)
         if recompute:
             entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace)
-            if holder.get("path_scale") is None:
-                holder["path_scale"] = float(gamma2) if self.scale_rule == "path_norm" else self.scale_rule
+            self.settle_scale(holder, gamma2)
         holder["path_steps"] = steps + 1
         scale = holder["path_scale"]
         deferred = {}

@@ -41,14 +41,17 @@ _tried = False
 
 
 def _cpu_model() -> str:
+    """The CPU's name and instruction-set flags (what -march=native compiles for)."""
+    lines = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith(("model name", "flags")):
-                    return line
-    except OSError:
+                key = line.split(":")[0].strip()
+                if key in ("model name", "flags") and key not in lines:
+                    lines[key] = line
+    except OSError:  # not Linux: the platform string is the best we have
         pass
-    return platform.processor() or platform.machine()
+    return "".join(lines.values()) or platform.processor() or platform.machine()
 
 
 def _build_name() -> str:

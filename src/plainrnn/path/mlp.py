@@ -133,6 +133,11 @@ def kappa_entries(model, p: float = 2.0, workspace: dict | None = None) -> tuple
     For p = 2 these are exactly κ = ½ ∂²γ²/∂w² (eq. 8 of the 2016 paper)."""
     p = _check_p(p)
     gin, gout, total = mlp_pass(model, p, workspace)
+    return entries_from_vectors(model, gin, gout, p), total
+
+
+def entries_from_vectors(model, gin: list, gout: list, p: float = 2.0) -> dict:
+    """{name: κ} from :func:`mlp_pass`'s vectors: rows γ_out^{2/p}, columns γ_in^{2/p}."""
     power = 2.0 / p
     out = {}
     for k, layer in enumerate(model.linears()):
@@ -142,4 +147,4 @@ def kappa_entries(model, p: float = 2.0, workspace: dict | None = None) -> tuple
         out[f"layers.{k}.weight"] = Outer(rows, cols)
         if layer.bias is not None:
             out[f"layers.{k}.bias"] = rows.clone()
-    return out, total
+    return out

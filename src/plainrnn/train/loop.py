@@ -64,6 +64,7 @@ def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
         return norm
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in grads]))
 
+
 def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None,
           stop_after: int | None = None) -> dict:
     """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
