@@ -98,6 +98,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         type=_number(float, 0, True))
     add("--eval-every", "evaluate on the validation and test sets every N steps", d.eval_every, type=_number(int, 1))
     add("--eval-limit", "evaluate on at most N validation and test examples", "all", type=_number(int, 1))
+    add("--eval-train", "image sets: also evaluate on the first --eval-limit training examples (the 2015 paper's "
+        "training cross-entropy and error)", "off", action="store_true")
+    add("--full-train", "image sets: train on the validation split too (the 2015 paper, once the step size is "
+        "chosen); validation numbers are then not held out", "off", action="store_true")
     add("--checkpoint-every", "write an atomic checkpoint every N steps", "at every evaluation", type=_number(int, 1))
     add("--grad-norms-every", "every N steps, record ‖∂L/∂h_t‖ for each t in grad_norms.jsonl", "off",
         type=_number(int, 0))
@@ -204,8 +208,14 @@ def _cmd_reproduce(args) -> int:
     from .experiments.sweep import run_sweep
     from .train.config import load_config, parse_overrides
     recipe = RECIPES[args.recipe]
+    budgets = recipe.get("budgets", {})
+    if args.budget is not None and args.budget not in budgets:
+        return _fail("reproduce", ValueError(
+            f"{args.recipe} has no {args.budget} budget; it has " + (", ".join(budgets) if budgets else
+                                                                     "only its base protocol (no --budget)")))
+    budget = budgets.get(args.budget or ("full" if "full" in budgets else ""), {})
     try:
-        base = load_config(None, {**recipe["base"], **parse_overrides(args.set or [])})
+        base = load_config(None, {**recipe["base"], **budget, **parse_overrides(args.set or [])})
         result = run_sweep(base, recipe["grid"], seeds=args.seeds or recipe["seeds"], backend=args.backend,
                            workers=args.workers, address=args.address, name=args.recipe, progress=True)
     except (ValueError, RuntimeError) as e:
@@ -303,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        + " The training recipes are sweeps; shorten them with --set steps=N.")
     repro.add_argument("recipe", type=_choice(names), help=f"one of: {', '.join(names)}")
     repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
+    repro.add_argument("--budget", type=_choice(("cpu", "full")), default=None,
+                       help="cpu: the reduced budget that docs/results.md shows; full: the paper's protocol "
+                            "(default: full, where a recipe has budgets)")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
     _add_backend_arguments(repro)
     repro.add_argument("--json", action="store_true", help="kappa-table, step-scales: print JSON instead of a markdown table")

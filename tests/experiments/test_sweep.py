@@ -103,12 +103,31 @@ def test_every_reproduction_recipe_is_a_valid_sweep(tmp_path):
     from plainrnn.experiments.recipes import RECIPES
     from plainrnn.experiments.sweep import build_trials
     for name, recipe in RECIPES.items():
-        base = load_config(None, {**recipe["base"], "out": str(tmp_path)})
-        trials = build_trials(base, recipe["grid"], recipe["seeds"], tmp_path / name)
-        n = 1
-        for values in recipe["grid"].values():
-            n *= len(values)
-        assert len(trials) == n * recipe["seeds"], name
+        for budget in [None, *recipe.get("budgets", {})]:
+            overrides = recipe.get("budgets", {}).get(budget, {})
+            base = load_config(None, {**recipe["base"], **overrides, "out": str(tmp_path)})
+            trials = build_trials(base, recipe["grid"], recipe["seeds"], tmp_path / name)
+            grid = recipe["grid"]
+            n = len(grid) if isinstance(grid, list) else 1
+            for values in ([] if isinstance(grid, list) else grid.values()):
+                n *= len(values)
+            assert len(trials) == n * recipe["seeds"], name
+            assert len({t["config"]["name"] for t in trials}) == len(trials), f"{name}: two trials share a run directory"
+
+
+def test_explicit_settings_pair_values_that_belong_together(tmp_path):
+    """A list of settings runs exactly those (each optimizer with its own lr), not their product."""
+    from plainrnn.experiments.sweep import build_trials
+    base = load_config(None, {"out": str(tmp_path)})
+    trials = build_trials(base, [dict(optimizer="sgd", lr="1"), dict(optimizer="adam", lr="1e-3")], 2, tmp_path)
+    assert [(t["config"]["optimizer"], t["config"]["lr"], t["config"]["seed"]) for t in trials] == [
+        ("sgd", 1.0, 0), ("sgd", 1.0, 1), ("adam", 1e-3, 0), ("adam", 1e-3, 1)]
+
+
+def test_a_budget_a_recipe_lacks_is_one_clear_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "table2-adding", "--budget", "cpu"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "has no cpu budget" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_reproduce_runs_a_recipe_end_to_end(tmp_path):

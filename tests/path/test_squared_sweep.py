@@ -8,11 +8,17 @@ from plainrnn.path import kernels
 from plainrnn.path.kernels import squared_sweep_
 
 
-def _problem(n, m, dtype, seed=0):
+# "wide": a float32 W and G with float64 factors and vectors (the route for rescaled networks)
+PRECISIONS = {"float64": (torch.float64, torch.float64), "float32": (torch.float32, torch.float32),
+              "wide": (torch.float32, torch.float64)}
+
+
+def _problem(n, m, precision, seed=0):
+    dtype, vec = PRECISIONS[precision] if isinstance(precision, str) else (precision, precision)
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
-    return dict(W=r(n, m).to(dtype), G=r(n, m).to(dtype), row_factor=r(n).abs().to(dtype),
-                col_factor=r(m).abs().to(dtype), gin=r(m).abs().to(dtype), gout=r(n).abs().to(dtype))
+    return dict(W=r(n, m).to(dtype), G=r(n, m).to(dtype), row_factor=r(n).abs().to(vec),
+                col_factor=r(m).abs().to(vec), gin=r(m).abs().to(vec), gout=r(n).abs().to(vec))
 
 
 def _oracle(P, lr, update):
@@ -28,12 +34,12 @@ def test_the_kernel_builds_on_this_machine():
 
 
 @pytest.mark.parametrize("route", ["kernel", "eager"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "wide"])
 @pytest.mark.parametrize("shape", [(7, 37), (8, 32), (1, 5), (13, 100)])
 def test_update_and_products_match_the_formulas(route, dtype, shape, monkeypatch):
     if route == "eager":
         monkeypatch.setattr(kernels, "_kernel_for", lambda W, p: None)
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=1e-5)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=1e-5)
     for update, want_rows, want_cols in itertools.product([False, True], repeat=3):
         P = _problem(*shape, dtype)
         W = P["W"].clone()
@@ -41,6 +47,7 @@ def test_update_and_products_match_the_formulas(route, dtype, shape, monkeypatch
         rows, cols = squared_sweep_(W, P["gin"] if want_rows else None, P["gout"] if want_cols else None, **step)
         W_ref, rows_ref, cols_ref = _oracle(P, 0.3, update)
         torch.testing.assert_close(W.double(), W_ref, **tol)
+        assert W.dtype == P["W"].dtype  # the wide route updates the float32 matrix in place
         assert (rows is None) != want_rows and (cols is None) != want_cols
         if want_rows:
             torch.testing.assert_close(rows.double(), rows_ref, **tol)
@@ -48,7 +55,7 @@ def test_update_and_products_match_the_formulas(route, dtype, shape, monkeypatch
             torch.testing.assert_close(cols.double(), cols_ref, **tol)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "wide"])
 def test_products_of_an_update_equal_a_fresh_sweep_bit_for_bit(dtype):
     """The optimizer reuses the products its update computed as the next step's κ; this holds only
     because every variant of the kernel sums in the same order."""
@@ -99,3 +106,34 @@ def test_without_a_compiler_it_warns_once_and_falls_back(monkeypatch):
 def test_it_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("PLAINRNN_KERNELS", "0")
     assert kernels.kernel() is None
+
+
+@pytest.mark.parametrize("route", ["kernel", "eager"])
+def test_the_wide_route_keeps_a_step_whose_factors_leave_float32(route, monkeypatch):
+    """Factors of 10^±60 (a unit rescaled by 10^30): each leaves float32, the step G·r·c does not.
+    The wide route matches the float64 formula; the narrow one cannot even hold the factors."""
+    if route == "eager":
+        monkeypatch.setattr(kernels, "_kernel_for", lambda W, p: None)
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(5, 33, generator=g, dtype=torch.float64)
+    W[0] *= 1e30  # the incoming row of a unit scaled up by 10^30
+    G = torch.randn(5, 33, generator=g, dtype=torch.float64)
+    G[0] *= 1e-30
+    row_factor = torch.rand(5, generator=g, dtype=torch.float64) + 0.5
+    row_factor[0] *= 1e60
+    col_factor = torch.rand(33, generator=g, dtype=torch.float64) + 0.5
+    gin = torch.rand(33, generator=g, dtype=torch.float64)
+    expected = W - 0.1 * G * torch.outer(row_factor, col_factor)
+    W32 = W.float()
+    rows, _ = squared_sweep_(W32, gin, grad=G.float(), row_factor=row_factor, col_factor=col_factor, lr=0.1)
+    torch.testing.assert_close(W32.double(), expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(rows, (W32.double() ** 2) @ gin, rtol=1e-12, atol=0)
+    assert not torch.isfinite(row_factor.float()).all()
+
+
+def test_mixed_vector_dtypes_are_refused():
+    W = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="share one dtype"):
+        squared_sweep_(W, torch.ones(4, dtype=torch.float64), torch.ones(3))
+    with pytest.raises((ValueError, RuntimeError), match="float64"):
+        squared_sweep_(W.double(), torch.ones(4))

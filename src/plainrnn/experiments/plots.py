@@ -97,3 +97,43 @@ def plot_hidden_gradients(records: list[dict], path, title: str = "‖∂L/∂h_
                 label=f"step {r['step']}" if i in (0, len(records) - 1) else None)
     ax.set_yscale("log")
     return _finish(fig, ax, path, "time step t", "‖∂L/∂h_t‖", title)
+
+
+def plot_mlp_panels(curves: dict[str, list[dict]], path, title: str = "") -> Path:
+    """The 2015 paper's Fig. 2/3 layout: training cross-entropy, training error and test error against
+    epochs, one line per label (records need ``epoch``, ``train_eval_loss``, ``train_eval_metric`` and
+    ``test_metric`` = accuracy). Labels that differ only by "unbalanced"/"balanced" share a colour;
+    the unbalanced one is dashed with hollow markers, so that a curve lying on its twin stays visible."""
+    panels = (("train_eval_loss", "training cross-entropy", lambda v: v, True),
+              ("train_eval_metric", "training error", lambda v: 1.0 - v, True),
+              ("test_metric", "test error", lambda v: 1.0 - v, True))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=120)
+    colours = plt.get_cmap("tab10").colors
+    families: dict[str, int] = {}
+    for label, records in curves.items():
+        family = label.replace("unbalanced", "").replace("balanced", "")
+        colour = colours[families.setdefault(family, len(families)) % 10]
+        unbalanced = "unbalanced" in label
+        for ax, (key, ylabel, transform, log_y) in zip(axes, panels):
+            points = [(r["epoch"], transform(r[key])) for r in records if key in r and "epoch" in r]
+            if points:
+                ax.plot(*zip(*points), label=label, color=colour, ls="--" if unbalanced else "-",
+                        marker="o", mfc="none" if unbalanced else colour, ms=6 if unbalanced else 3)
+            diverged = [r for r in records if r.get("diverged")]
+            if diverged and points:
+                ax.plot([points[-1][0]], [points[-1][1]], marker="x", color=colour, ms=10)
+    for ax, (key, ylabel, _, log_y) in zip(axes, panels):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[2].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small", frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05 + 0.04 * ((len(labels) + 2) // 3), 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

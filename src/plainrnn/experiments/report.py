@@ -15,7 +15,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .plots import plot_learning_curves, read_metrics
+from .plots import plot_learning_curves, plot_mlp_panels, read_metrics
 
 _IGNORED = ("seed", "name", "out", "data_dir")
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
@@ -101,6 +101,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
                                  ylabel=f"test {task_rows[0]['metric']}", title=task,
                                  log_y=task_rows[0]["lower_is_better"])
+            if any("train_eval_loss" in rec for records in curves.values() for rec in records):
+                plot_mlp_panels(curves, Path(plots_dir) / f"{task}_panels.png", title=task)
     if fmt == "json":
         return json.dumps([{k: v for k, v in r.items() if k != "run_dirs"} for r in rows], indent=1)
     if fmt == "csv":

@@ -46,11 +46,18 @@ def setting_label(values: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in values.items()) or "base"
 
 
-def build_trials(base: RunConfig, grid: dict, seeds: int, sweep_dir: Path) -> list[dict]:
+def settings_of(grid: dict | list[dict]) -> list[dict]:
+    """The settings a sweep runs: every combination of a grid {key: [values]}, or, given a list of
+    dicts, exactly those settings (when values belong together, like each optimizer's own lr)."""
+    if isinstance(grid, list):
+        return [dict(case) for case in grid]
     keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir: Path) -> list[dict]:
     trials = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        values = dict(zip(keys, combo))
+    for values in settings_of(grid):
         for i in range(seeds):
             mapping = {**dataclasses.asdict(base), **values}
             cfg = config_from_mapping(mapping, source="--grid")  # typed and key-checked

@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 
 from ..nets import MLP
-from ..path.factored import safe_inverse
+from ..path.factored import fits, inverse
 from ..path.kernels import kernel, squared_sweep_
-from ..path.mlp import compute_dtype, entries_from_vectors, finish_pass, sweep_layers
+from ..path.mlp import certainly_wide, entries_from_vectors, finish_pass, fits_narrow, sweep_layers
 
 
 def _signature(params) -> tuple:
@@ -91,19 +91,26 @@ class FusedMLPStep:
         holder["path_steps"] = steps + 1
         scale = holder["path_scale"]
 
+        dtype = self.params[0].dtype
+        factors = [(inverse(state[layer.weight]["kappa"].rows, scale), inverse(state[layer.weight]["kappa"].cols, 1.0))
+                   for layer in self.layers]
+        # A rescaled network's factors may leave float32's range: then the whole pass runs wide (float64
+        # factors, products and sums; W stays float32), so that the step is exactly invariant.
+        wide = not all(fits(rows, dtype) and fits(cols, dtype) for rows, cols in factors)
+        factor_dtype = torch.float64 if wide else dtype
         updates = []
-        for layer in self.layers:
-            weight = layer.weight
-            kappa = state[weight]["kappa"]
-            rows = safe_inverse(kappa.rows, scale, weight.dtype)
+        for layer, (rows, cols) in zip(self.layers, factors):
+            rows, cols = rows.to(factor_dtype), cols.to(factor_dtype)
             if layer.bias is not None:
                 layer.bias.add_(layer.bias.grad * rows, alpha=-lr_of[layer.bias])
-            updates.append(dict(grad=weight.grad, row_factor=rows, col_factor=safe_inverse(kappa.cols, 1.0, weight.dtype),
-                                lr=lr_of[weight]))
+            updates.append(dict(grad=layer.weight.grad, row_factor=rows, col_factor=cols, lr=lr_of[layer.weight]))
         # Products of the updated matrices only when the next step will use them.
         if (steps + 1) % geometry.kappa_every == 0:
-            swept = sweep_layers(self.layers, 2.0, compute_dtype(self.model), updates=updates)
-            vectors = finish_pass(*swept)  # None if float32 overflowed: the next step's fresh pass goes to float64
+            gin, gout = sweep_layers(self.layers, 2.0, factor_dtype, updates=updates)
+            # Kept only where a fresh pass (mlp_pass) would have swept the same way, so that reusing
+            # them is bit for bit a fresh pass: narrow sweeps in range, wide sweeps far out of it.
+            keep = (dtype == torch.float64 or (certainly_wide(*gin, *gout) if wide else fits_narrow(*gin, *gout)))
+            vectors = finish_pass(gin, gout) if keep else None
         else:
             for layer, update in zip(self.layers, updates):
                 squared_sweep_(layer.weight.detach(), **update)

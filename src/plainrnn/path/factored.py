@@ -31,28 +31,51 @@ def densify(entry: KappaEntry) -> torch.Tensor:
     return entry.dense() if isinstance(entry, Outer) else entry
 
 
-def safe_inverse(kappa: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
-    """scale / κ with the dead-unit guard: where κ = 0 (no path reaches the edge, so ∂L/∂p = 0 too)
-    or where the ratio is not finite, the factor is 0, so the parameter does not move."""
-    inv = scale / kappa
-    inv = torch.where(torch.isfinite(inv), inv, torch.zeros((), dtype=inv.dtype))
-    limit = torch.finfo(dtype).max
-    return inv.clamp_(max=limit).to(dtype)
+def inverse(kappa: torch.Tensor, scale: float) -> torch.Tensor:
+    """scale / κ in float64, with the dead-unit guard: where κ = 0 (no path reaches the edge, so
+    ∂L/∂p = 0 too) or where the ratio is not finite, the factor is 0, so the parameter does not move."""
+    inv = scale / kappa.double()
+    return torch.where(torch.isfinite(inv), inv, torch.zeros((), dtype=inv.dtype))
+
+
+# A factor applied in the gradient's own float32 stays within [2^-50, 2^50], so that the factor, and the
+# gradient times it, stay normal floats. A node-wise rescaling by 10^c moves a factor by 10^±2c, so
+# the factors of an unbalanced network (2015 paper, c up to 30 and more) leave that range although
+# the step itself does not: those are applied in float64 and the step rounded once (never clamped).
+_NARROW = (2.0 ** -50, 2.0 ** 50)
+
+
+def fits(factor: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether a float64 factor can be applied in ``dtype`` without leaving its normal range (zeros,
+    the dead units' factors, are exact in any dtype)."""
+    if dtype == torch.float64:
+        return True
+    magnitude = factor.abs()
+    return bool(((magnitude == 0) | ((magnitude >= _NARROW[0]) & (magnitude <= _NARROW[1]))).all())
 
 
 def divide_(grad: torch.Tensor, entry: KappaEntry, scale: float = 1.0, defer_columns: bool = False):
     """In place: grad ← scale · grad / κ (eq. 8), with κ = 0 mapped to a zero step.
 
-    With ``defer_columns=True`` and a rank-one κ, only the row factor is applied and the column factor
-    1/cols is returned, so that the caller can fold it into its own update (one pass less over a large
-    matrix); otherwise returns None."""
+    With ``defer_columns=True`` and a rank-one κ whose factors fit the gradient's dtype, only the row
+    factor is applied and the column factor 1/cols is returned, so that the caller can fold it into its
+    own update (one pass less over a large matrix); otherwise returns None. Factors that do not fit
+    (see :func:`fits`) are applied together in float64, and the result rounded once."""
     if isinstance(entry, Outer):
-        # (scale/κ)[j,k] = (scale/rows[j]) · (1/cols[k]): two broadcast multiplies, no H×F temporary.
-        grad.mul_(safe_inverse(entry.rows, scale, grad.dtype).unsqueeze(1))
-        cols = safe_inverse(entry.cols, 1.0, grad.dtype)
-        if defer_columns:
-            return cols
-        grad.mul_(cols)
+        rows, cols = inverse(entry.rows, scale), inverse(entry.cols, 1.0)
+        if fits(rows, grad.dtype) and fits(cols, grad.dtype):
+            # (scale/κ)[j,k] = (scale/rows[j]) · (1/cols[k]): two broadcast multiplies, no H×F temporary.
+            grad.mul_(rows.to(grad.dtype).unsqueeze(1))
+            if defer_columns:
+                return cols.to(grad.dtype)
+            grad.mul_(cols.to(grad.dtype))
+            return None
+        # G·rows alone may overflow where G·rows·cols does not (both ends of an edge rescaled up).
+        grad.copy_(grad.double().mul_(rows.unsqueeze(1)).mul_(cols))
         return None
-    grad.mul_(safe_inverse(entry, scale, grad.dtype))
+    factor = inverse(entry, scale)
+    if fits(factor, grad.dtype):
+        grad.mul_(factor.to(grad.dtype))
+    else:
+        grad.copy_(grad.double().mul_(factor))
     return None

@@ -24,9 +24,23 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-def _matrix(layer, dtype: torch.dtype) -> torch.Tensor:
-    weight = layer.weight.detach()
-    return weight if weight.dtype == dtype else weight.to(dtype)
+# A float32 sweep is trusted when every vector entry lies in [2^-50, 2^50]: then no square that
+# matters can overflow or flush to zero, and the factors s/γ and the products G·s/γ stay normal.
+# Outside it (a network rescaled node-wise by 10^c moves γ by 10^±2c) the sweep runs wide, in float64.
+NARROW_RANGE = (2.0 ** -50, 2.0 ** 50)
+
+
+def fits_narrow(*vectors) -> bool:
+    """Whether every entry of the vectors is finite and within :data:`NARROW_RANGE`."""
+    low, high = NARROW_RANGE
+    return all(bool(((v >= low) & (v <= high)).all()) for v in vectors)
+
+
+def certainly_wide(*vectors) -> bool:
+    """Whether float64 vectors lie so far outside :data:`NARROW_RANGE` (or overflowed) that a float32
+    sweep of the same weights cannot be trusted either: then :func:`mlp_pass` would sweep wide too."""
+    low, high = NARROW_RANGE
+    return any(bool(((v < low / 4) | (v > high * 4) | ~torch.isfinite(v)).any()) for v in vectors)
 
 
 def _bias_power(layer, p: float, dtype: torch.dtype) -> torch.Tensor | float:
@@ -54,7 +68,8 @@ def pivot_layer(layers) -> int:
 
 def sweep_layers(layers, p: float, dtype: torch.dtype, workspace: dict | None = None,
                  updates: list[dict] | None = None) -> tuple[list, list]:
-    """γ_in per layer (inputs first, L + 1 vectors) and γ_out per layer (L vectors), in ``dtype``.
+    """γ_in per layer (inputs first, L + 1 vectors) and γ_out per layer (L vectors), in ``dtype``: the
+    weights' own dtype, or float64 for float32 weights (the wide sweep, which squares in float64).
 
     γ_in flows forward (γ_in^k = |W^k|^p γ_in^{k−1} + |b^k|^p) and γ_out backward
     (γ_out^{k−1} = |W^k|^pᵀ γ_out^k), so a single pass in either order would read each matrix twice.
@@ -70,10 +85,11 @@ def sweep_layers(layers, p: float, dtype: torch.dtype, workspace: dict | None = 
     gout = [None] * (L - 1) + [torch.ones(layers[-1].out_features, dtype=dtype)]
 
     def visit(k: int, forward: bool, backward: bool, update: bool) -> None:
-        W = _matrix(layers[k], dtype)
+        W = layers[k].weight.detach()  # the parameter itself: an update must land in it
         want_cols = backward and k > 0  # γ_out of the network's inputs is never used
+        eager_buffer = p == 2.0 and W.dtype == dtype and not uses_kernel(W, p)
         rows, cols = squared_sweep_(W, gin[k] if forward else None, gout[k] if want_cols else None, p=p,
-                                    buffer=None if p != 2.0 or uses_kernel(W, p) else _workspace_buffer(workspace, k, W),
+                                    buffer=_workspace_buffer(workspace, k, W) if eager_buffer else None,
                                     **(updates[k] if update and updates is not None else {}))
         if forward:
             gin[k + 1] = rows + _bias_power(layers[k], p, dtype)
@@ -93,33 +109,31 @@ def sweep_layers(layers, p: float, dtype: torch.dtype, workspace: dict | None = 
     return gin, gout
 
 
-def _finite(vectors) -> bool:
-    return all(torch.isfinite(v).all() for v in vectors)
-
-
 def compute_dtype(model) -> torch.dtype:
-    """Float32 models are swept in float32 (the 19M-weight MLP's κ pass is memory-bound, and float64
-    copies would double it), float64 models in float64."""
+    """The narrow sweep's dtype, the weights' own: float32 models are swept in float32 (the 19M-weight
+    MLP's κ pass is memory-bound, and float64 copies would double it), float64 models in float64."""
     return torch.float64 if model.linears()[0].weight.dtype == torch.float64 else torch.float32
 
 
-def finish_pass(gin: list, gout: list, allow_overflow: bool = False):
-    """The float64 vectors of :func:`mlp_pass` from a sweep's, or None if the sweep overflowed."""
-    if not allow_overflow and not (_finite(gin) and _finite(gout)):
-        return None
+def finish_pass(gin: list, gout: list):
+    """The float64 vectors of :func:`mlp_pass` from a sweep's."""
     return [v.double() for v in gin], [v.double() for v in gout], gin[-1].sum().double()
 
 
 def mlp_pass(model, p: float = 2.0, workspace: dict | None = None):
     """γ_in per layer (inputs first), γ_out per layer, and Σ_out γ_in = γ_p^p, in float64.
 
-    The sweep runs in :func:`compute_dtype`; if a float32 sweep overflows, it is redone in float64."""
+    The sweep runs in :func:`compute_dtype`. A float32 sweep whose vectors leave :data:`NARROW_RANGE`
+    (a network rescaled node-wise, like the 2015 paper's unbalanced init) is redone wide: float64
+    squares and sums of the float32 weights, in one more pass and without a float64 copy of them. Its
+    vectors are then exact to float64 rounding wherever they are finite (an overflow there maps to
+    zero steps)."""
     p = _check_p(p)
     dtype = compute_dtype(model)
-    result = finish_pass(*sweep_layers(model.linears(), p, dtype, workspace), allow_overflow=dtype == torch.float64)
-    if result is None:  # a float32 overflow: float64 reaches far further (an overflow there maps to zero steps)
-        result = finish_pass(*sweep_layers(model.linears(), p, torch.float64), allow_overflow=True)
-    return result
+    gin, gout = sweep_layers(model.linears(), p, dtype, workspace)
+    if dtype == torch.float32 and not fits_narrow(*gin, *gout):
+        gin, gout = sweep_layers(model.linears(), p, torch.float64)
+    return finish_pass(gin, gout)
 
 
 def path_norm(model, p: float = 2.0) -> torch.Tensor:

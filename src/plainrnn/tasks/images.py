@@ -7,6 +7,9 @@ Tasks:
     pmnist   the same with one fixed permutation of the pixels, drawn from a recorded seed
     mnist, cifar10, cifar100, svhn
              flattened images in [0, 1] for the MLP experiments of the 2015 paper
+    fashion-mnist
+             flattened Fashion-MNIST, a stand-in here for the 2015 paper's CIFAR and SVHN, which
+             these machines cannot download
 Each holds out a validation split from its training set (the last ``valid_size`` training images;
 5,000 for MNIST as in the RNN papers, 10,000 for the 2015 paper's MLP sets).
 """
@@ -37,8 +40,9 @@ def read_idx(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy())
 
 
-def load_mnist(root=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    d = ensure("mnist", root)
+def load_mnist(root=None, dataset: str = "mnist") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """MNIST, or any set in its IDX layout (``dataset="fashion-mnist"``)."""
+    d = ensure(dataset, root)
     return {"train": (read_idx(d / "train-images-idx3-ubyte"), read_idx(d / "train-labels-idx1-ubyte").long()),
             "test": (read_idx(d / "t10k-images-idx3-ubyte"), read_idx(d / "t10k-labels-idx1-ubyte").long())}
 
@@ -95,11 +99,14 @@ def read_svhn(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 class ImageTask(Task):
     """Classification over uint8 images; ``sequence=True`` feeds them pixel by pixel (784 steps)."""
 
-    def __init__(self, name, splits, classes, valid_size, sequence=False, permutation_seed=None):
+    def __init__(self, name, splits, classes, valid_size, sequence=False, permutation_seed=None,
+                 full_train: bool = False):
         (xtr, ytr), (xte, yte) = splits["train"], splits["test"]
         valid_size = min(valid_size, len(ytr) // 5)  # small (e.g. generated) files keep 80% for training
-        self.x = {"train": xtr[:-valid_size], "valid": xtr[-valid_size:], "test": xte}
-        self.y = {"train": ytr[:-valid_size], "valid": ytr[-valid_size:], "test": yte}
+        # full_train: the 2015 paper picks the step size on the validation split, then trains on the
+        # whole training set; the validation split is still reported, but it is no longer held out.
+        self.x = {"train": xtr if full_train else xtr[:-valid_size], "valid": xtr[-valid_size:], "test": xte}
+        self.y = {"train": ytr if full_train else ytr[:-valid_size], "valid": ytr[-valid_size:], "test": yte}
         self.features = int(np.prod(xtr.shape[1:]))
         self.sequence = sequence
         self.permutation = None
@@ -112,6 +119,11 @@ class ImageTask(Task):
         else:
             self.spec = TaskSpec(name=name, input_size=self.features, output_size=classes, output="flat", seq_len=0,
                                  metric_name="accuracy", lower_is_better=False, baseline=1.0 / classes)
+
+    @property
+    def train_size(self) -> int:
+        """Examples in the training set (an epoch is this many examples)."""
+        return len(self.y["train"])
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         x = images.reshape(images.shape[0], -1).float().div_(255.0)  # per batch: storage stays uint8
@@ -142,17 +154,20 @@ class ImageTask(Task):
 PMNIST_SEED = 1234  # the recorded seed of pmnist's one fixed permutation (saved with every run too)
 
 
-def make_image_task(name: str, root=None) -> ImageTask:
+def make_image_task(name: str, root=None, full_train: bool = False) -> ImageTask:
+    if name == "fashion-mnist":
+        return ImageTask(name, load_mnist(root, "fashion-mnist"), 10, valid_size=10_000, full_train=full_train)
     if name in ("smnist", "pmnist", "mnist"):
         splits = load_mnist(root)
         if name == "mnist":
-            return ImageTask(name, splits, 10, valid_size=10_000)
+            return ImageTask(name, splits, 10, valid_size=10_000, full_train=full_train)
         return ImageTask(name, splits, 10, valid_size=5_000, sequence=True,
                          permutation_seed=PMNIST_SEED if name == "pmnist" else None)
     if name in ("cifar10", "cifar100"):
         classes = 10 if name == "cifar10" else 100
         d = ensure(name, root)
-        return ImageTask(name, read_cifar(d / f"cifar-{classes}-python.tar.gz", classes), classes, valid_size=10_000)
+        return ImageTask(name, read_cifar(d / f"cifar-{classes}-python.tar.gz", classes), classes, valid_size=10_000,
+                         full_train=full_train)
     if name == "svhn":
-        return ImageTask(name, read_svhn(ensure("svhn", root)), 10, valid_size=10_000)
+        return ImageTask(name, read_svhn(ensure("svhn", root)), 10, valid_size=10_000, full_train=full_train)
     raise ValueError(f"unknown image task {name!r}")

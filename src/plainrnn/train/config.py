@@ -33,6 +33,8 @@ class RunConfig:
     checkpoint_every: int = 0            # atomic checkpoint every N steps (0: at every evaluation)
     tensorboard: bool = False            # also log scalars to <run dir>/tensorboard
     eval_limit: int | None = None        # evaluate on at most this many validation/test examples
+    eval_train: bool = False             # image sets: also evaluate on (the first eval_limit of) the training set
+    full_train: bool = False             # image sets: train on the validation split too (the 2015 paper, after picking lr)
     seed: int = 0
     kappa2: bool = False                 # Path-SGD with the second-order term κ2
     margin: float | None = None          # spectral model: singular values in [1-m, 1+m]; None: free
@@ -66,6 +68,9 @@ class RunConfig:
             raise ValueError(f"task {self.task} needs " + ("--model mlp (flattened images)" if self.task in FLAT_IMAGES
                              else "a recurrent model; --model mlp is for mnist, cifar10, cifar100, svhn"))
         need(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        if (self.eval_train or self.full_train) and self.task not in FLAT_IMAGES:
+            raise ValueError(f"eval_train and full_train are for the flat image sets ({', '.join(FLAT_IMAGES)}), "
+                             f"not {self.task}")
         if self.model == "mlp" and (self.orth_penalty or self.sv_prior or self.weight_decay or self.grad_norms_every):
             raise ValueError("orth_penalty, sv_prior, weight_decay and grad_norms_every act on recurrent matrices; "
                              "an MLP has none")

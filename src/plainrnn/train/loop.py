@@ -78,7 +78,7 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     torch.manual_seed(cfg.seed)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     init_gen = init_generator(cfg.seed)
-    task = make_task(cfg.task, cfg.seq_len, cfg.data_dir)
+    task = make_task(cfg.task, cfg.seq_len, cfg.data_dir, full_train=cfg.full_train)
     spec = task.spec
     model = build_model(cfg, spec, init_gen)
     optimizer = build_optimizer(cfg, model, spec.seq_len)
@@ -164,6 +164,11 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
             last_eval = dict(step=step, train_loss=loss.item(), grad_norm=grad_norm, valid_loss=valid_loss,
                              valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric,
                              wall_s=round(elapsed + time.perf_counter() - start, 3))
+            if getattr(task, "train_size", None):  # image sets: curves against epochs, as the papers draw them
+                last_eval["epoch"] = round(step * cfg.batch_size / task.train_size, 4)
+            if cfg.eval_train:  # the 2015 paper's panels: training cross-entropy and training error
+                last_eval["train_eval_loss"], last_eval["train_eval_metric"] = task.evaluate(
+                    model, "train", limit=cfg.eval_limit)
             last_eval.update(spectral_stats(model))
             if log is not None:
                 log.write(last_eval)
