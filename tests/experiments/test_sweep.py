@@ -176,3 +176,37 @@ def test_report_plots_accuracies_on_a_linear_axis_and_losses_on_a_log_one(tmp_pa
             (run / "metrics.jsonl").write_text(json.dumps(dict(step=10, test_metric=0.9)) + "\n")
     report([str(tmp_path)], plots_dir=str(tmp_path / "plots"))
     assert axes == {"mnist_learning_curves.png": False, "adding_learning_curves.png": True}
+
+
+def test_report_draws_the_2015_panels_with_each_unbalanced_curve_beside_its_twin(tmp_path, monkeypatch):
+    """Runs that evaluated on the training set get the paper's three panels against epochs; the
+    plotted values are the records' own (errors are 1 − accuracy)."""
+    from plainrnn.experiments import plots
+    from plainrnn.train import RunConfig
+    drawn = []
+    real_plot = plots.plt.Axes.plot
+
+    def spy(ax, *args, **kw):
+        if kw.get("marker") == "o":  # the panels' markers (the learning-curve plot uses ".")
+            drawn.append((kw.get("label"), kw.get("ls"), list(args[1])))
+        return real_plot(ax, *args, **kw)
+
+    monkeypatch.setattr(plots.plt.Axes, "plot", spy)
+    for init, acc in (("balanced", 0.9), ("unbalanced", 0.8)):
+        run = tmp_path / init
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(RunConfig(task="mnist", model="mlp", init=init,
+                                                              optimizer="path-sgd").to_dict()))
+        (run / "summary.json").write_text(json.dumps(dict(test_metric=acc, metric="accuracy", lower_is_better=False,
+                                                          diverged=False, wall_s=1.0)))
+        (run / "metrics.jsonl").write_text("".join(json.dumps(dict(
+            step=600 * e, epoch=float(e), test_metric=acc, train_eval_loss=0.5 / e, train_eval_metric=acc)) + "\n"
+            for e in (1, 2)))
+    report([str(tmp_path)], plots_dir=str(tmp_path / "plots"))
+    assert (tmp_path / "plots" / "mnist_panels.png").read_bytes()[:4] == b"\x89PNG"
+    panels = drawn
+    assert len(panels) == 6  # three panels × two inits
+    styles = {d[0]: d[1] for d in panels}
+    assert styles == {"init=balanced": "-", "init=unbalanced": "--"}
+    errors = sorted(tuple(round(v, 6) for v in d[2]) for d in panels)
+    assert errors == sorted([(0.5, 0.25)] * 2 + [(0.1, 0.1)] * 2 + [(0.2, 0.2)] * 2)

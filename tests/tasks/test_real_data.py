@@ -54,3 +54,18 @@ def test_smnist_and_pmnist(real_data, tmp_path):
     xp, _ = next(p1.eval_batches("test", 3))
     assert torch.equal(xp, xs[:, perm])
     assert collections.Counter(xp.flatten().tolist()) == collections.Counter(xs.flatten().tolist())
+
+
+def test_fashion_mnist_from_debian_counts_and_the_full_train_split(tmp_path):
+    """Debian's dataset-fashion-mnist, as `plainrnn data fetch fashion-mnist` installs it: 6,000 images of
+    each class for training and 1,000 for testing; full_train trains on the validation split too."""
+    from plainrnn.tasks.data import FASHION_MD5, fetch
+    d = fetch("fashion-mnist", tmp_path)
+    for name, md5 in FASHION_MD5.items():
+        assert md5_of(d / name) == md5
+    held_out = make_task("fashion-mnist", None, tmp_path)
+    full = make_task("fashion-mnist", None, tmp_path, full_train=True)
+    assert (held_out.train_size, full.train_size) == (50_000, 60_000)
+    assert torch.equal(held_out.x["valid"], full.x["valid"]) and len(full.y["test"]) == 10_000
+    assert torch.bincount(full.y["train"], minlength=10).tolist() == [6000] * 10
+    assert torch.bincount(full.y["test"], minlength=10).tolist() == [1000] * 10

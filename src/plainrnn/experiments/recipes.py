@@ -14,7 +14,7 @@ from __future__ import annotations
 # error fastest. Path-SGD's η is relative to γ²(w0) (PathSGD's lr_scale), so it reads the same at any init.
 _MLP_2015 = dict(task="mnist", model="mlp", hidden=4000, layers=2, batch_size=100, seed=1, full_train=True,
                  eval_train=True, eval_limit=10_000)
-_MLP_2015_LR = {"sgd": "1", "adagrad": "1e-2", "path-sgd": "1e-2"}
+_MLP_2015_LR = {"path-sgd": "1e-3", "sgd": "1", "adagrad": "1e-2"}
 _MLP_2015_CASES = [dict(optimizer=opt, lr=lr, init=init) for opt, lr in _MLP_2015_LR.items()
                    for init in ("balanced", "unbalanced")]
 _MLP_2015_BUDGETS = {"cpu": dict(steps=3000, eval_every=600),       # 5 epochs, evaluated every epoch
@@ -30,7 +30,8 @@ RECIPES: dict[str, dict] = {
     # The step-size probe behind both: 500 steps on the 50k/10k split, balanced init, the 10^-α grid.
     "fig2-mlp-probe": dict(
         base=dict(_MLP_2015, full_train=False, eval_train=False, steps=500, eval_every=100),
-        grid=dict(optimizer=["sgd", "adagrad", "path-sgd"], lr=["1", "1e-1", "1e-2", "1e-3"]), seeds=1,
+        grid=[dict(optimizer="sgd", lr=lr) for lr in ("1", "1e-1", "1e-2", "1e-3")]
+        + [dict(optimizer=opt, lr=lr) for opt in ("adagrad", "path-sgd") for lr in ("1e-1", "1e-2", "1e-3")], seeds=1,
         paper="the step size 10^-α reaching the minimum validation error fastest"),
     # 2016 paper, Table 2 (adding column) and Fig. 3: IRNN (identity init, SGD) vs RNN-Path, one layer of
     # 100 units, non-recurrent weights U[-0.01, 0.01], lr grid {1e-2, 1e-3, 1e-4}, 10 initializations.
