@@ -33,28 +33,43 @@ def test_singular_values_stay_in_the_margin(margin):
 
 
 def test_gradcheck_through_the_sigmoid_parameterization():
+    """gradcheck of the library's own forward (through ``singular_values``, eq. 10) as a function of
+    the spectrum parameter p; the forward itself is checked against a reference loop."""
     model = pr.SpectralRNN(2, 4, 1, margin=0.3, nonlinearity="tanh").double()
-    x = torch.randn(3, 5, 2, dtype=torch.float64)
+    x = torch.randn(3, 5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    p = torch.randn(4, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True)
 
-    def f(p):
-        model.spectrum_l0.data = p
-        return model(x)
+    def library_forward(q):
+        return torch.func.functional_call(model, {"spectrum_l0": q}, (x,))
 
-    p = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    model.spectrum_l0 = torch.nn.Parameter(p.detach().clone())
-    assert torch.autograd.gradcheck(lambda q: _forward_with_spectrum(model, q, x), (p,))
+    assert torch.autograd.gradcheck(library_forward, (p,))
+    with torch.no_grad():
+        expected = _forward_with_spectrum(model, p.detach(), x)
+    torch.testing.assert_close(library_forward(p.detach()), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("margin", [0.001, 0.1, 1.0])
+def test_the_margin_maps_the_real_line_onto_exactly_its_interval(margin):
+    """eq. 10: s = 2m(σ(p) − 1/2) + 1 covers (1 − m, 1 + m): never outside, and both ends approached."""
+    model = pr.SpectralRNN(2, 5, 1, margin=margin).double()
+    p = torch.tensor([-1e4, -30.0, 0.0, 30.0, 1e4], dtype=torch.float64)
+    with torch.no_grad():
+        model.spectrum_l0.copy_(p)
+    s = model.singular_values(0).detach()
+    assert float(s.min()) >= 1 - margin and float(s.max()) <= 1 + margin
+    assert float(s[0]) == pytest.approx(1 - margin, abs=1e-12) and float(s[-1]) == pytest.approx(1 + margin, abs=1e-12)
+    assert float(s[2]) == 1.0
+    # ±30 is already within 1e-13·m of the ends: the map reaches the whole interval, not half of it
+    assert float(s[1]) - (1 - margin) < 1e-12 and (1 + margin) - float(s[3]) < 1e-12
 
 
 def _forward_with_spectrum(model, q, x):
+    """The paper's formulas written out: s = 2m(σ(q) − 0.5) + 1, W = U diag(s) Vᵀ, a tanh loop."""
     s = 2 * model.margin * (torch.sigmoid(q) - 0.5) + 1
     W = (model.U_l0 * s) @ model.V_l0.t()
     h = torch.zeros(x.shape[0], model.hidden_size, dtype=x.dtype)
     for t in range(x.shape[1]):
         h = torch.tanh(x[:, t] @ model.weight_ih_l0.t() + h @ W.t() + model.bias_l0)
-    # and the model's own forward with the same spectrum must agree with this reference
-    with torch.no_grad():
-        model.spectrum_l0.copy_(q)
-    torch.testing.assert_close(model(x), h @ model.weight_out.t() + model.bias_out)
     return h @ model.weight_out.t() + model.bias_out
 
 
@@ -79,8 +94,22 @@ def test_forward_matches_a_reference_loop(nonlinearity):
 def test_oplu_preserves_norm_and_learnable_prelu():
     z = torch.randn(5, 8, dtype=torch.float64)
     torch.testing.assert_close(pr.nets.spectral_rnn.oplu(z).norm(dim=1), z.norm(dim=1))
-    model = pr.SpectralRNN(2, 4, 1, nonlinearity="prelu", learn_slope=True)
+    model = pr.SpectralRNN(2, 4, 1, nonlinearity="prelu", learn_slope=True).double()
     assert any(n == "slope" for n, _ in model.named_parameters())
+    # The slope's gradient against central finite differences of the library's own loss.
+    x = torch.randn(3, 6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        model.weight_ih_l0.mul_(5)  # enough negative pre-activations that the slope matters
+    loss = lambda: model(x).square().sum()
+    loss().backward()
+    analytic = float(model.slope.grad)
+    eps, base = 1e-6, float(model.slope)
+    with torch.no_grad():
+        model.slope.fill_(base + eps)
+        up = float(loss())
+        model.slope.fill_(base - eps)
+        down = float(loss())
+    assert analytic != 0.0 and analytic == pytest.approx((up - down) / (2 * eps), rel=1e-6)
 
 
 def test_inits_through_the_common_module():

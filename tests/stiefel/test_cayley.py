@@ -31,10 +31,17 @@ def test_generator_is_skew_and_step_matches_the_textbook_formula():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_small_step_descends_on_a_linear_loss(seed):
+    """For every seed, the first-order change of L(W) = tr(GᵀW) along the step equals −lr·‖A‖²/2·…:
+    it must be negative and match −η/2·‖A‖_F² (the Riemannian gradient's squared norm) to O(η²).
+    A step multiplied on the wrong side moves along another direction and fails the match."""
     W = _orthogonal(8, seed)
     G = torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 10))
     loss = lambda M: torch.trace(G.t() @ M)  # L(W) = tr(GᵀW), so ∂L/∂W = G
-    assert loss(cayley_step(W, G, 1e-3)) < loss(W)
+    A = G @ W.t() - W @ G.t()
+    lr = 1e-6
+    change = float(loss(cayley_step(W, G, lr)) - loss(W))
+    assert change < 0
+    assert change == pytest.approx(-lr / 2 * float((A * A).sum()), rel=1e-4)
 
 
 def test_closed_form_2x2_rotation():
@@ -69,3 +76,19 @@ def test_series_branch_equals_the_solve_to_rounding(dtype, lr):
     assert (fast - exact).abs().max().item() < 50 * eps
     assert orthogonality_error(fast) < 50 * eps
     assert (fast - W).abs().max().item() > 10 * eps  # and it did move
+
+
+@pytest.mark.parametrize("dtype, drift, expect_pull", [(torch.float64, 1e-9, True), (torch.float32, 3e-7, False)])
+def test_default_drift_tolerances_are_per_dtype(dtype, drift, expect_pull):
+    """StiefelSGD re-orthonormalizes above 1e-12 in float64 and 1e-6 in float32 by default: a drift of
+    1e-9 is pulled back in float64; one of 3e-7 is left alone in float32 (its own rounding level)."""
+    from plainrnn.optim import StiefelSGD
+    W = _orthogonal(6, 0).to(dtype)
+    with torch.no_grad():
+        W.mul_(1 + drift)  # ‖WᵀW − I‖ ≈ 2·drift
+    param = torch.nn.Parameter(W.clone())
+    opt = StiefelSGD([param], lr=1e-30, check_every=1)
+    param.grad = torch.zeros_like(param)
+    opt.step()
+    pulled = opt.state[param].get("reorthonormalized", 0) == 1
+    assert pulled == expect_pull

@@ -26,3 +26,16 @@ def test_predicting_one_gives_the_baseline():
     task = AddingTask(50, eval_size=20000)
     loss, mse = task.evaluate(lambda x: torch.ones(x.shape[0], 1), "test")
     assert abs(mse - ADDING_BASELINE_MSE) < 0.005
+
+
+def test_each_mark_takes_every_position_of_its_half_including_the_last_step():
+    """Mark 1 uniform on [0, T/2), mark 2 uniform on [T/2, T): the last step T − 1 is a possible mark."""
+    from plainrnn.tasks.adding import adding_batch
+    T = 10
+    x, _ = adding_batch(20_000, T, torch.Generator().manual_seed(0))
+    mask = x[..., 1]
+    first, second = mask[:, : T // 2].argmax(1), mask[:, T // 2:].argmax(1) + T // 2
+    assert sorted(first.unique().tolist()) == list(range(T // 2))
+    assert sorted(second.unique().tolist()) == list(range(T // 2, T))
+    counts = torch.bincount(second, minlength=T)[T // 2:].double()
+    assert float(counts.min() / counts.max()) > 0.9  # uniform, the last step as likely as any

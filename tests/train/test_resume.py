@@ -78,3 +78,17 @@ def test_a_writer_killed_mid_write_leaves_the_previous_checkpoint_loadable(tmp_p
         ckpt = load_checkpoint(path)
         assert torch.equal(ckpt["blob"], torch.full((3_000_000,), float(ckpt["version"])))
     assert not [p for p in tmp_path.iterdir() if p.name != "ckpt.pt" and not p.name.startswith(".ckpt.pt.")]
+
+
+def test_resume_with_dropout_is_bit_identical(tmp_path):
+    """Dropout draws from the global torch RNG, so a resumed run matches an uninterrupted one only if
+    the checkpoint restores that RNG too (every other resume test uses a model without dropout)."""
+    kw = dict(task="mnist", model="mlp", hidden=16, layers=2, dropout=0.5, batch_size=20, steps=30, eval_every=6,
+              checkpoint_every=6, eval_limit=200, optimizer="path-sgd", lr=1e-2)
+    full = train(RunConfig(out=str(tmp_path / "a"), **kw), progress=False)
+    cut = train(RunConfig(out=str(tmp_path / "b"), **kw), progress=False, stop_after=15)  # last checkpoint: 12
+    resumed = resume(cut["run_dir"], progress=False)
+    assert _metrics(full["run_dir"]) == _metrics(resumed["run_dir"])
+    a = load_checkpoint(os.path.join(full["run_dir"], "checkpoint.pt"))["model"]
+    b = load_checkpoint(os.path.join(resumed["run_dir"], "checkpoint.pt"))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -51,8 +51,28 @@ def test_spectral_and_path_runs_end_to_end(tmp_path):
     assert {"sv_min", "sv_max", "sv_mean", "sv_std", "orth_error"} <= set(last)
     assert 0.9 - 1e-6 <= last["sv_min"] <= last["sv_max"] <= 1.1 + 1e-6
     for opt in ("path-sgd", "path-adam"):
-        s = train(_cfg(tmp_path, optimizer=opt, lr=1e-4, steps=10, kappa2=True), progress=False)
+        cfg = _cfg(tmp_path, optimizer=opt, lr=1e-4, steps=10, kappa2=True)
+        s = train(cfg, progress=False)
         assert not s["diverged"]
+        # Oracle: the same init, batches and optimizer stepped by hand give the trainer's weights.
+        from plainrnn.tasks import make_task
+        from plainrnn.train.build import build_model, build_optimizer, init_generator
+        from plainrnn.train.checkpoint import load_checkpoint
+        task = make_task(cfg.task, cfg.seq_len)
+        model = build_model(cfg, task.spec, init_generator(cfg.seed))
+        optimizer = build_optimizer(cfg, model, task.spec.seq_len)
+        data = torch.Generator().manual_seed(cfg.seed)
+        for _ in range(cfg.steps):
+            x, y = task.train_batch(cfg.batch_size, data)
+            optimizer.zero_grad()
+            task.loss(model(x), y).backward()
+            optimizer.step()
+        trained = load_checkpoint(s["run_dir"] + "/checkpoint.pt")["model"]
+        for name, value in model.state_dict().items():
+            assert torch.equal(trained[name], value), f"{opt}: {name} is not what {cfg.steps} Path steps give"
+        assert not torch.equal(trained["weight_hh_l0"] if "weight_hh_l0" in trained else next(iter(trained.values())),
+                               build_model(cfg, task.spec, init_generator(cfg.seed)).state_dict()[
+                                   "weight_hh_l0" if "weight_hh_l0" in trained else next(iter(trained))])
 
 
 def test_tensorboard_scalars(tmp_path):
