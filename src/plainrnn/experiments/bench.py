@@ -17,6 +17,7 @@ import torch
 
 from ..nets import MLP, ReLURNN, SpectralRNN
 from ..optim import PathNormalized, PathSGD, spectral_optimizer
+from ..path import unbalance_
 from ..tasks import copy_batch
 
 # key: (target, what it measures). The paper's own figures are in docs/performance.md.
@@ -37,6 +38,8 @@ TARGETS = {
     "mlp_path_sgd_kappa_every_10_overhead": (1.05, "as mlp_path_sgd_overhead, κ recomputed every 10 steps"),
     # The headline MLP row takes the fused C++ step; this one forces the torch-ops route it replaces.
     "mlp_path_sgd_unfused_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD(fused=False)"),
+    "mlp_path_sgd_unbalanced_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD on the 2015 paper's unbalanced "
+                                               "init (the wide float64-factor route) / SGD on the balanced one"),
     "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
 }
 
@@ -157,13 +160,17 @@ def case_relurnn_vs_torch(quick):
     return run_ours, run_torch
 
 
-def case_mlp(kappa_every=1, fused=None):
+def case_mlp(kappa_every=1, fused=None, unbalanced=False):
     def build(quick):
         sizes, B = ((784, [256, 256], 10), 50) if quick else ((784, [4000, 4000], 10), 100)
         torch.manual_seed(0)
         a = MLP(*sizes)
         b = MLP(*sizes)
         b.load_state_dict(a.state_dict())
+        if unbalanced:  # units rescaled by up to ~10^27: factors s/κ far outside float32 (the wide route)
+            unbalance_(a, units=2000, generator=torch.Generator().manual_seed(7920))
+            if not all(torch.isfinite(p).all() for p in a.parameters()):
+                raise RuntimeError("the bench's unbalanced init overflowed float32; pick another generator seed")
         x, y = torch.rand(B, 784), torch.randint(10, (B,))
         ce = torch.nn.functional.cross_entropy
         return (_rnn_step(a, PathSGD(a, lr=1e-3, kappa_every=kappa_every, fused=fused), x, y, ce),
@@ -185,6 +192,7 @@ CASES = {
     "mlp_path_sgd_overhead": case_mlp(),
     "mlp_path_sgd_kappa_every_10_overhead": case_mlp(kappa_every=10),
     "mlp_path_sgd_unfused_overhead": case_mlp(fused=False),
+    "mlp_path_sgd_unbalanced_overhead": case_mlp(unbalanced=True),
 }
 
 
