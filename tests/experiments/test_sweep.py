@@ -1,9 +1,11 @@
 import json
 import math
+import os
 import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,23 +82,77 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_ray_backend_gives_the_same_table_as_local(tmp_path):
-    import ray  # the plainrnn[ray] extra; make test installs it with the dev extras
-    exe = shutil.which("ray", path=str(__import__("pathlib").Path(sys.executable).parent))
-    port = _free_port()
-    subprocess.run([exe, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
-    try:
-        grid = parse_grid(["lr=1e-2,1e-3,1e12"])
-        local = run_sweep(_base(tmp_path / "local"), grid, seeds=2, workers=2, progress=False)
-        remote = run_sweep(_base(tmp_path / "ray"), grid, seeds=2, backend="ray", address=f"127.0.0.1:{port}",
-                           progress=False)
-        strip = lambda rows: [{k: v for k, v in r.items() if k != "median_wall_s"} for r in rows]
-        assert json.dumps(strip(local["rows"])) == json.dumps(strip(remote["rows"]))
-        assert local["selected"] == remote["selected"]
-    finally:
-        subprocess.run([exe, "stop", "--force"], capture_output=True, timeout=120)
-        del ray
+@pytest.fixture
+def isolated_ray(tmp_path, monkeypatch):
+    """Ray state of the test's own: HOME (so ~/.ray/auth_token is ours, whatever the user's holds) and a
+    short temp dir (Ray's unix sockets need a short path). Yields a function that starts a head node
+    with extra environment variables and returns its address; every node is stopped afterwards."""
+    import tempfile
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    exe = shutil.which("ray", path=str(Path(sys.executable).parent))
+    temp_dir = tempfile.mkdtemp(prefix="/tmp/pr-ray-")
+
+    def start(**env):
+        port = _free_port()
+        subprocess.run([exe, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                        f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"],
+                       check=True, capture_output=True, timeout=180, env={**os.environ, **env})
+        return f"127.0.0.1:{port}"
+
+    yield home, start
+    subprocess.run([exe, "stop", "--force"], capture_output=True, timeout=120, env=dict(os.environ))
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("scenario", ["token file from an earlier local run", "RAY_AUTH_TOKEN, auth mode token"])
+def test_ray_backend_reaches_a_token_authenticated_cluster(tmp_path, isolated_ray, monkeypatch, scenario):
+    """Ray 2.59+ starts clusters with token authentication; a client that connects by address must use
+    the token too (issue 17). Either the token file that a local Ray run leaves in ~/.ray, with a plain
+    `ray start`, or a token in the environment with RAY_AUTH_MODE=token on the cluster as Ray
+    documents. Either way the sweep gives the local table."""
+    home, start = isolated_ray
+    token = "0123456789abcdef" * 4
+    if scenario.startswith("token file"):
+        (home / ".ray").mkdir()
+        (home / ".ray" / "auth_token").write_text(token)
+        address = start()
+    else:
+        monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+        address = start(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    grid = parse_grid(["lr=1e-2,1e-3,1e12"])
+    local = run_sweep(_base(tmp_path / "local"), grid, seeds=2, workers=2, progress=False)
+    remote = run_sweep(_base(tmp_path / "ray"), grid, seeds=2, backend="ray", address=address, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "median_wall_s"} for r in rows]
+    assert json.dumps(strip(local["rows"])) == json.dumps(strip(remote["rows"]))
+    assert local["selected"] == remote["selected"]
+    assert "RAY_AUTH_MODE" not in os.environ  # the client's mode is set for the connection only
+
+
+def test_ray_auth_mode_follows_the_token_and_a_failed_connection_is_one_line(tmp_path, monkeypatch):
+    from plainrnn.experiments import sweep
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    assert sweep.ray_auth_environment("127.0.0.1:1") == {}  # no token: Ray's own default
+    assert sweep.ray_auth_environment(None) == {}  # a local instance manages its own token
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t")
+    assert sweep.ray_auth_environment("127.0.0.1:1") == {"RAY_AUTH_MODE": "token"}
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert sweep.ray_auth_environment("127.0.0.1:1") == {}  # the user's choice stands
+    import ray
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def refuse(**kw):
+        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:1")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RuntimeError, match=r"could not reach the Ray cluster at 127.0.0.1:1 \(Failed to connect"):
+        sweep._run_ray([], "127.0.0.1:1", progress=False)
 
 
 def test_every_reproduction_recipe_is_a_valid_sweep(tmp_path):

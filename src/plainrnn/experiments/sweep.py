@@ -18,6 +18,7 @@ import json
 import math
 import os
 import statistics
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -107,15 +108,43 @@ def _run_local(trials, workers, progress):
     return results
 
 
+def ray_auth_environment(address: str | None) -> dict[str, str]:
+    """Environment for a Ray client that connects to ``address``.
+
+    Since Ray 2.59 a cluster started by ``ray start`` uses token authentication by default, with the
+    token in ``~/.ray/auth_token`` (or ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``), but a client that
+    connects by address sends no token unless ``RAY_AUTH_MODE=token``: it is refused with
+    InvalidAuthToken and ray.init ends in "Failed to connect". Ray's documented setup is the same
+    RAY_AUTH_MODE everywhere; a token-mode client also reaches a cluster without authentication. So
+    when the user has not chosen a mode and a token is at hand, the client runs in token mode."""
+    if address is None or "RAY_AUTH_MODE" in os.environ:
+        return {}
+    has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                 or (Path.home() / ".ray" / "auth_token").is_file())
+    return {"RAY_AUTH_MODE": "token"} if has_token else {}
+
+
 def _run_ray(trials, address, progress):
+    # Ray reads RAY_AUTH_MODE when it is imported, so the client's mode is set first.
+    auth = ray_auth_environment(address)
+    saved = {key: os.environ.get(key) for key in auth}
+    os.environ.update(auth)
+    started_here = False
     try:
-        import ray
-    except ImportError as e:
-        raise RuntimeError("--backend ray needs Ray: pip install 'plainrnn[ray]'") from e
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
+        try:
+            import ray
+        except ImportError as e:
+            raise RuntimeError("--backend ray needs Ray: pip install 'plainrnn[ray]'") from e
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            except ConnectionError as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                hint = ("; if the cluster uses token authentication, give this machine its token (RAY_AUTH_TOKEN, "
+                        "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)" if address else "")
+                raise RuntimeError(f"could not reach the Ray cluster at {address or 'a new local instance'} "
+                                   f"({first}){hint}") from None
         remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
         refs = [remote.remote(t["config"], 1) for t in trials]
         results = []
@@ -127,8 +156,13 @@ def _run_ray(trials, address, progress):
                                     test_metric=math.nan, valid_metric=math.nan, wall_s=0.0))
         return results
     finally:
-        if started_here:
-            ray.shutdown()
+        if started_here and sys.modules["ray"].is_initialized():
+            sys.modules["ray"].shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def summarize(trials: list[dict], results: list[dict]) -> tuple[list[dict], dict]:
