@@ -36,6 +36,14 @@ def find_runs(paths: list[str]) -> list[Path]:
     return runs
 
 
+def read_config(run: Path) -> dict:
+    """A run's config: config.json as the trainer writes it, or config.yaml alone (what results/ keeps)."""
+    if (run / "config.json").exists():
+        return json.loads((run / "config.json").read_text())
+    import yaml
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
 def _setting(config: dict) -> tuple:
     return tuple(sorted((k, v) for k, v in config.items() if k not in _IGNORED))
 
@@ -57,7 +65,7 @@ def steps_to_reach(run: Path, threshold: float, lower_is_better: bool) -> int | 
 def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for run in runs:
-        config = json.loads((run / "config.json").read_text())
+        config = read_config(run)
         summary = json.loads((run / "summary.json").read_text())
         g = groups.setdefault(_setting(config), dict(config=config, runs=[], summaries=[]))
         g["runs"].append(run)
