@@ -103,7 +103,7 @@ def test_oplu_preserves_norm_and_learnable_prelu():
     loss = lambda: model(x).square().sum()
     loss().backward()
     analytic = float(model.slope.grad)
-    eps, base = 1e-6, float(model.slope)
+    eps, base = 1e-6, float(model.slope.detach())
     with torch.no_grad():
         model.slope.fill_(base + eps)
         up = float(loss())
