@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.lines
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -103,35 +104,50 @@ def plot_mlp_panels(curves: dict[str, list[dict]], path, title: str = "") -> Pat
     """The 2015 paper's Fig. 2/3 layout: training cross-entropy, training error and test error against
     epochs, one line per label (records need ``epoch``, ``train_eval_loss``, ``train_eval_metric`` and
     ``test_metric`` = accuracy). Labels that differ only by "unbalanced"/"balanced" share a colour;
-    the unbalanced one is dashed with hollow markers, so that a curve lying on its twin stays visible."""
-    panels = (("train_eval_loss", "training cross-entropy", lambda v: v, True),
-              ("train_eval_metric", "training error", lambda v: 1.0 - v, True),
-              ("test_metric", "test error", lambda v: 1.0 - v, True))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=120)
+    the unbalanced one is dashed with hollow markers, so that a curve lying on its twin stays visible.
+
+    The axes are scaled to the runs that did not diverge; a diverged run is drawn up to its last
+    evaluation and ends in a cross at the top edge, at the epoch where it diverged (as the paper's
+    figures show SGD from the unbalanced init leaving the plot)."""
+    panels = (("train_eval_loss", "training cross-entropy", lambda v: v),
+              ("train_eval_metric", "training error", lambda v: 1.0 - v),
+              ("test_metric", "test error", lambda v: 1.0 - v))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), dpi=120)
     colours = plt.get_cmap("tab10").colors
     families: dict[str, int] = {}
-    for label, records in curves.items():
-        family = label.replace("unbalanced", "").replace("balanced", "")
-        colour = colours[families.setdefault(family, len(families)) % 10]
-        unbalanced = "unbalanced" in label
-        for ax, (key, ylabel, transform, log_y) in zip(axes, panels):
+    per_step = next((r["epoch"] / r["step"] for records in curves.values() for r in records
+                     if r.get("epoch") and r.get("step")), None)
+    for ax, (key, ylabel, transform) in zip(axes, panels):
+        calm = [transform(r[key]) for records in curves.values() if not any(r.get("diverged") for r in records)
+                for r in records if key in r]
+        calm = [v for v in calm if v == v and 0 < v < float("inf")]
+        top = 3 * max(calm) if calm else None
+        for label, records in curves.items():
+            family = label.replace("unbalanced", "").replace("balanced", "")
+            colour = colours[families.setdefault(family, len(families)) % 10]
+            unbalanced = "unbalanced" in label
+            style = dict(color=colour, ls="--" if unbalanced else "-", marker="o",
+                         mfc="none" if unbalanced else colour, ms=6 if unbalanced else 3)
             points = [(r["epoch"], transform(r[key])) for r in records if key in r and "epoch" in r]
-            if points:
-                ax.plot(*zip(*points), label=label, color=colour, ls="--" if unbalanced else "-",
-                        marker="o", mfc="none" if unbalanced else colour, ms=6 if unbalanced else 3)
-            diverged = [r for r in records if r.get("diverged")]
-            if diverged and points:
-                ax.plot([points[-1][0]], [points[-1][1]], marker="x", color=colour, ms=10)
-    for ax, (key, ylabel, _, log_y) in zip(axes, panels):
+            if top is not None:
+                points = [(x, min(y, top)) for x, y in points]
+            ax.plot(*(zip(*points) if points else ([], [])), label=label, **style)
+            diverged = next((r for r in records if r.get("diverged")), None)
+            if diverged is not None and top is not None and per_step is not None:
+                ax.plot([diverged["step"] * per_step], [top], marker="x", color=colour, ms=10, mew=2)
+        ax.set_yscale("log")
+        if top is not None:
+            ax.set_ylim(bottom=min(calm) / 2, top=top)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        if log_y:
-            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     handles, labels = axes[2].get_legend_handles_labels()
+    if any(any(r.get("diverged") for r in records) for records in curves.values()):
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", ms=8, mew=2))
+        labels.append("diverged (at its epoch, top edge)")
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small", frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05 + 0.04 * ((len(labels) + 2) // 3), 1, 1))
+    fig.tight_layout(rect=(0, 0.05 + 0.045 * ((len(labels) + 2) // 3), 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
