@@ -158,6 +158,9 @@ def _cmd_report(args) -> int:
     from .experiments.report import report
     try:
         text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach)
+        if args.curves:
+            from .experiments.report import curves_table
+            text += "\n\n" + curves_table(args.runs)
     except (ValueError, FileNotFoundError) as e:
         return _fail("report", e)
     print(text)
@@ -310,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="+", help="run directories, or folders holding them (a sweep directory)")
     rep.add_argument("--format", type=_choice(("md", "csv", "json")), default="md", help="md, csv or json (default: md)")
     rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none)")
+    rep.add_argument("--curves", action="store_true",
+                     help="also print each run's evaluations: test metric, and for image-set runs with --eval-train "
+                          "training cross-entropy, training error and test error (%%) per epoch")
     rep.add_argument("--reach", type=_number(float), default=None, metavar="X",
                      help="add the steps each setting needed to first reach test metric X (≤ X for losses, ≥ X "
                           "for accuracies), median over the seeds that did, e.g. --reach 0.01 on adding")

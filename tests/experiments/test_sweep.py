@@ -266,3 +266,7 @@ def test_report_draws_the_2015_panels_with_each_unbalanced_curve_beside_its_twin
     assert styles == {"init=balanced": "-", "init=unbalanced": "--"}
     errors = sorted(tuple(round(v, 6) for v in d[2]) for d in panels)
     assert errors == sorted([(0.5, 0.25)] * 2 + [(0.1, 0.1)] * 2 + [(0.2, 0.2)] * 2)
+    from plainrnn.experiments.report import curves_table
+    table = curves_table([str(tmp_path)])
+    assert "| init=balanced | 0.5 / 10.00 / 10.00 | 0.25 / 10.00 / 10.00 | finished |" in table
+    assert "| init=unbalanced | 0.5 / 20.00 / 20.00 | 0.25 / 20.00 / 20.00 | finished |" in table

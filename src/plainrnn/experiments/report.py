@@ -135,3 +135,33 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             line += f" {steps} ({r['reached']}/{r['runs']}) |"
         lines.append(line)
     return "\n".join(lines)
+
+
+def curves_table(paths: list[str]) -> str:
+    """Each run's evaluations as a markdown table, one row per run: per epoch (image sets evaluated on
+    their training set: "training CE / training error % / test error %") or per evaluated step (the
+    test metric). A diverged run ends in its reason."""
+    runs = find_runs(paths)
+    configs = [read_config(run) for run in runs]
+    varying = {k for k in _LABEL_KEYS if len({json.dumps(c.get(k)) for c in configs}) > 1}
+    rows, columns = [], []
+    for run, config in zip(runs, configs):
+        cells = {}
+        end = ""
+        for record in read_metrics(run):
+            if record.get("diverged"):
+                end = f"diverged at step {record['step']} ({record.get('reason', '')})"
+                continue
+            if "train_eval_metric" in record:
+                key = f"epoch {record['epoch']:g}"
+                cells[key] = (f"{record['train_eval_loss']:.4g} / {100 * (1 - record['train_eval_metric']):.2f} / "
+                              f"{100 * (1 - record['test_metric']):.2f}")
+            elif "test_metric" in record:
+                cells[f"step {record['step']}"] = f"{record['test_metric']:.4g}"
+        columns.extend(k for k in cells if k not in columns)
+        rows.append((_label(config, varying), cells, end))
+    head = "| run | " + " | ".join(columns) + " | end |"
+    lines = [head, "|---" * (len(columns) + 2) + "|"]
+    for label, cells, end in rows:
+        lines.append(f"| {label} | " + " | ".join(cells.get(c, "") for c in columns) + f" | {end or 'finished'} |")
+    return "\n".join(lines)
