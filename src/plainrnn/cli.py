@@ -81,6 +81,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true")
     add("--path-lr-scale", "Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8)",
         d.path_lr_scale, type=_choice(("path_norm", "none")))
+    add("--max-path-growth", "Path-SGD's γ² safeguard: a step that raises the path norm γ²_net by more than this "
+        "fraction is undone and retried at half the size (rescaling-invariant)", "off", type=_number(float, 0, True))
     add("--margin", "spectral model: singular values in [1-m, 1+m] (eq. 10); unset: free singular values",
         "unset", type=_number(float, 0))
     add("--orth-lr", "spectral model: geodesic SGD learning rate on U and V (the 2017 paper's)", d.orth_lr,

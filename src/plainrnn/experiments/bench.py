@@ -24,6 +24,8 @@ from ..tasks import copy_batch
 TARGETS = {
     "path_sgd_overhead": (1.10, "PathSGD (κ1) step / SGD step, ReLURNN H=100 T=784 B=100, 1 in, 10 out"),
     "path_adam_overhead": (1.10, "PathNormalized(Adam) step / Adam step, same shapes"),
+    "path_sgd_safeguard_overhead": (1.05, "PathSGD(max_path_growth=0.1) step / PathSGD step, ReLURNN H=100 T=100 "
+                                          "B=50 (the adding problem's shapes)"),
     "kappa2_overhead": (3.0, "PathSGD with κ2 step / SGD step, H=100 T=100 B=50"),
     "cayley_overhead_128": (1.10, "SpectralRNN + geodesic steps / plain RNN + SGD, copy T=100, B=50, H=128"),
     "cayley_overhead_500": (1.20, "same, H=500"),
@@ -114,6 +116,14 @@ def case_path_adam(quick):
                      lambda m: torch.optim.Adam(m.parameters(), lr=1e-4))
 
 
+def case_path_sgd_safeguard(quick):
+    # The adding problem's shapes, where the safeguard is meant to run; lr small enough that no step is
+    # undone, so the row times the check itself (a γ² pass after each step and the saved weights).
+    H, T, B = (50, 30, 10) if quick else (100, 100, 50)
+    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, max_path_growth=0.1),
+                     lambda m: PathSGD(m, lr=1e-4, seq_len=T))
+
+
 def case_kappa2(quick):
     H, T, B = (50, 30, 10) if quick else (100, 100, 50)
     return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, second_order=True),
@@ -182,6 +192,7 @@ def case_mlp(kappa_every=1, fused=None, unbalanced=False):
 CASES = {
     "path_sgd_overhead": case_path_sgd,
     "path_adam_overhead": case_path_adam,
+    "path_sgd_safeguard_overhead": case_path_sgd_safeguard,
     "kappa2_overhead": case_kappa2,
     "cayley_overhead_128": case_cayley(128),
     "cayley_overhead_500": case_cayley(500),

@@ -24,12 +24,13 @@ T ≤ 1000 and squared spectral radius ≤ 1.5.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import torch
 from torch.optim import Optimizer
 
-from ..path import divide_, kappa_entries
+from ..path import divide_, kappa_entries, path_norm
 from ..path.mlp import mlp_pass
 from .fused_mlp import FusedMLPStep
 
@@ -60,6 +61,34 @@ class _PathGeometry:
         kappa_entries(model, seq_len, second_order, p)
         self.names = {param: name for name, param in model.named_parameters()}
         self.workspace: dict = {}  # buffers the κ pass reuses from step to step (not state: derivable)
+        self.gamma2_now: float | None = None
+        self._ahead = None  # (signature of the weights, (κ entries, γ²)) computed after the last step
+
+    def _signature(self) -> tuple:
+        # _version moves on every in-place change; data_ptr catches `p.data = …`.
+        return tuple((p._version, p.data_ptr()) for p in self.names)
+
+    def current_entries(self):
+        """κ entries and γ² of the weights as they are now: from :meth:`look_ahead` if nothing has
+        changed the weights since, else from a fresh κ pass."""
+        if self._ahead is not None and self._ahead[0] == self._signature():
+            return self._ahead[1]
+        return kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace)
+
+    def look_ahead(self) -> float:
+        """γ² of the weights as they are now, by the κ pass that the next step would run anyway (kept
+        for it): the safeguard's check costs nothing extra when κ is recomputed every step."""
+        self._ahead = (self._signature(), kappa_entries(self.model, self.seq_len, self.second_order, self.p,
+                                                        self.workspace))
+        return float(self._ahead[1][1])
+
+    def gamma2(self) -> float:
+        """γ²_net (γ_p^p for an MLP) of the model's weights as they are now."""
+        if self.kappa_every == 1:
+            return self.look_ahead()
+        if self.p != 2.0:
+            return float(path_norm(self.model, p=self.p))
+        return float(path_norm(self.model, seq_len=self.seq_len))
 
     def kappa_due(self, steps: int, params, state) -> bool:
         """κ is recomputed every ``kappa_every`` steps, and whenever a parameter has none cached."""
@@ -82,8 +111,11 @@ class _PathGeometry:
         steps = holder.get("path_steps") or 0
         recompute = self.kappa_due(steps, params, state)
         if recompute:
-            entries, gamma2 = kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace)
+            entries, gamma2 = self.current_entries()
             self.settle_scale(holder, gamma2)
+            self.gamma2_now = float(gamma2)  # γ² of the weights this step starts from (the safeguard reads it)
+        else:
+            self.gamma2_now = None
         holder["path_steps"] = steps + 1
         scale = holder["path_scale"]
         deferred = {}
@@ -128,11 +160,20 @@ class PathSGD(Optimizer):
             step's κ in one pass (a C++ kernel, :mod:`plainrnn.optim.fused_mlp`). None (default): when
             the kernel can be built here; True: require it; False: never. As in ``torch.optim``, the
             fused route gives the same numbers up to rounding.
+        max_path_growth: the γ² safeguard (None: off). A step that raises γ²_net by more than this
+            fraction (or makes it non-finite) is undone and retried at half the size, at most
+            ``max_backtracks`` times (the last try is kept). The diagonal model of γ² behind eq. 8 is
+            badly wrong where γ² grows like W_rec[i,i]^{2T}; this bounds how far one step moves the path
+            geometry. γ² and the step direction are both invariant under node-wise rescaling, so the
+            accepted step is too (Theorem 2 holds). ``param_groups[0]["path_backtracks"]`` counts the
+            halvings so far.
+        max_backtracks: halvings allowed per step with ``max_path_growth``.
     """
 
     def __init__(self, model, lr: float, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,
                  momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-                 lr_scale="path_norm", kappa_every: int = 1, fused: bool | None = None):
+                 lr_scale="path_norm", kappa_every: int = 1, fused: bool | None = None,
+                 max_path_growth: float | None = None, max_backtracks: int = 10):
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
         if momentum < 0:
@@ -141,6 +182,13 @@ class PathSGD(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay} (must be >= 0)")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if max_path_growth is not None and not (isinstance(max_path_growth, (int, float)) and max_path_growth > 0):
+            raise ValueError(f"max_path_growth must be None or a number > 0, got {max_path_growth!r}")
+        if not isinstance(max_backtracks, int) or max_backtracks < 0:
+            raise ValueError(f"max_backtracks must be an integer >= 0, got {max_backtracks!r}")
+        if fused and max_path_growth is not None:
+            raise ValueError("fused=True cannot take max_path_growth: the safeguard checks γ² after the update")
+        self.max_path_growth, self.max_backtracks = max_path_growth, max_backtracks
         self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
         # An MLP without momentum takes the fused route when the kernel builds (plainrnn.optim.fused_mlp):
         # same update, same κ, same state_dict, one pass over each matrix instead of four.
@@ -150,9 +198,10 @@ class PathSGD(Optimizer):
             raise ValueError("fused=True needs momentum=0: the fused route has no momentum buffer")
         if fused and not FusedMLPStep.supports(model, p):
             raise RuntimeError(f"fused=True: {FusedMLPStep.unsupported_reason(model, p)}")
-        self._fused = FusedMLPStep(model) if fused is not False and FusedMLPStep.supports(model, p) else None
+        use_fused = fused is not False and max_path_growth is None and FusedMLPStep.supports(model, p)
+        self._fused = FusedMLPStep(model) if use_fused else None
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, path_scale=None, path_steps=0)
+                        nesterov=nesterov, path_scale=None, path_steps=0, path_backtracks=0)
         super().__init__(_model_params(model), defaults)
 
     @torch.no_grad()
@@ -176,8 +225,14 @@ class PathSGD(Optimizer):
             for group in self.param_groups:
                 group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]
             return loss
+        guard = self.max_path_growth is not None
+        if guard:
+            before = [(p, p.detach().clone()) for params in with_grad for p in params]
         deferred = self.geometry.normalize_([p for params in with_grad for p in params], first, self.state,
-                                            defer_columns=True)
+                                            defer_columns=not guard)
+        gamma2_before = self.geometry.gamma2_now if guard and self.geometry.gamma2_now is not None else (
+            self.geometry.gamma2() if guard else None)
+        moves = []  # (param, direction, lr) of this step, for the safeguard
         for group, params in zip(self.param_groups, with_grad):
             group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]
             for param in params:
@@ -199,7 +254,29 @@ class PathSGD(Optimizer):
                         buf.mul_(group["momentum"]).add_(direction, alpha=1 - group["dampening"])
                     direction = direction.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
                 param.add_(direction, alpha=-group["lr"])
+                if guard:
+                    moves.append((param, direction, group["lr"]))
+        if guard:
+            self._backtrack(before, moves, gamma2_before, first)
         return loss
+
+    def _backtrack(self, before, moves, gamma2_before: float, first: dict) -> None:
+        """The γ² safeguard: while the step raised γ² by more than ``max_path_growth`` (or made it
+        non-finite), redo it from the saved weights at half the size."""
+        limit = (1.0 + self.max_path_growth) * gamma2_before
+        fraction, halvings = 1.0, 0
+        while halvings < self.max_backtracks:
+            gamma2 = self.geometry.gamma2()
+            if math.isfinite(gamma2) and gamma2 <= limit:
+                break
+            fraction, halvings = fraction / 2, halvings + 1
+            for param, saved in before:
+                param.copy_(saved)
+            for param, direction, lr in moves:
+                param.add_(direction, alpha=-lr * fraction)
+        total = (first.get("path_backtracks") or 0) + halvings
+        for group in self.param_groups:
+            group["path_backtracks"] = total
 
 
 class PathNormalized(Optimizer):

@@ -43,6 +43,7 @@ class RunConfig:
     sv_prior: float = 0.0                # λ Σ(s_i − 1)², the mean-one Gaussian prior on singular values
     weight_decay: float = 0.0            # λ‖W‖² on the composite recurrent matrix
     path_lr_scale: str = "path_norm"     # "path_norm" or "none"
+    max_path_growth: float | None = None # Path-SGD's γ² safeguard: undo and halve a step that raises γ² more than this
     grad_norms_every: int = 0           # record ‖∂L/∂h_t‖ for every t every N steps (0: never)
     dropout: float = 0.0                 # MLP only: dropout on hidden units (the 2015 paper uses 0.5)
     data_dir: str | None = None          # dataset cache; default $PLAINRNN_DATA or ~/.cache/plainrnn
@@ -105,6 +106,10 @@ class RunConfig:
         need(self.path_lr_scale in ("path_norm", "none"), "path_lr_scale", "path_norm or none", self.path_lr_scale)
         if self.optimizer.startswith("path") and self.model in ("lstm", "spectral"):
             raise ValueError(f"optimizer {self.optimizer} needs a plain network (--model relu or tanh), not {self.model}")
+        need(self.max_path_growth is None or self.max_path_growth > 0, "max_path_growth", "> 0 (or unset)",
+             self.max_path_growth)
+        if self.max_path_growth is not None and self.optimizer != "path-sgd":
+            raise ValueError(f"max_path_growth is Path-SGD's safeguard; it needs optimizer path-sgd, not {self.optimizer}")
         if self.kappa2 and not self.optimizer.startswith("path"):
             # κ2 only enters a path-normalized step; silently ignoring it would mislead a sweep.
             raise ValueError(f"kappa2 needs optimizer path-sgd or path-adam, not {self.optimizer}")

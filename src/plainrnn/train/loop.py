@@ -176,6 +176,8 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
             last_eval = dict(step=step, train_loss=loss.item(), grad_norm=grad_norm, valid_loss=valid_loss,
                              valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric,
                              wall_s=round(elapsed + time.perf_counter() - start, 3))
+            if "path_backtracks" in optimizer.param_groups[0]:  # the γ² safeguard's halvings so far
+                last_eval["path_backtracks"] = optimizer.param_groups[0]["path_backtracks"]
             if getattr(task, "train_size", None):  # image sets: curves against epochs, as the papers draw them
                 last_eval["epoch"] = round(step * cfg.batch_size / task.train_size, 4)
             if cfg.eval_train:  # the 2015 paper's panels: training cross-entropy and training error

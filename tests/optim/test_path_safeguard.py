@@ -1,0 +1,90 @@
+"""PathSGD's γ² safeguard (max_path_growth): it bounds γ²'s growth per step, and it keeps Theorem 2."""
+import copy
+
+import pytest
+import torch
+
+import plainrnn as pr
+
+
+def _rnn(seed=0):
+    torch.manual_seed(seed)
+    model = pr.ReLURNN(3, 6, 2).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.4, 0.4)
+    return model
+
+
+def _batches(n, T=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, T, 3, generator=g, dtype=torch.float64),
+             torch.randn(8, 2, generator=g, dtype=torch.float64)) for _ in range(n)]
+
+
+def _run(model, batches, **kw):
+    opt = pr.optim.PathSGD(model, seq_len=7, **kw)
+    growth = []
+    for x, y in batches:
+        before = float(pr.path.path_norm(model, seq_len=7))
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        growth.append(float(pr.path.path_norm(model, seq_len=7)) / before - 1)
+    return opt, growth
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_no_step_raises_the_path_norm_by_more_than_the_bound(momentum):
+    _, free = _run(_rnn(), _batches(12), lr=0.3, momentum=momentum)
+    assert max(free) > 0.1, "the test needs steps that the safeguard must stop"
+    opt, guarded = _run(_rnn(), _batches(12), lr=0.3, momentum=momentum, max_path_growth=0.1, max_backtracks=30)
+    assert max(guarded) <= 0.1 + 1e-12
+    assert opt.param_groups[0]["path_backtracks"] > 0
+
+
+def test_a_step_within_the_bound_is_the_plain_step():
+    a, b = _rnn(), _rnn()
+    _run(a, _batches(5), lr=1e-3)
+    opt, _ = _run(b, _batches(5), lr=1e-3, max_path_growth=0.5)
+    assert opt.param_groups[0]["path_backtracks"] == 0
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("kappa_every", [1, 3])
+def test_the_safeguard_keeps_theorem_2(kappa_every):
+    """rescale_ then N guarded steps = N guarded steps then rescale_, with backtracks happening."""
+    model = _rnn()
+    g = torch.Generator().manual_seed(3)
+    alphas = [torch.exp(2 * torch.randn(6, generator=g, dtype=torch.float64))]
+    rescaled = copy.deepcopy(model)
+    pr.path.rescale_(rescaled, alphas)
+    kw = dict(lr=0.3, max_path_growth=0.05, max_backtracks=30, kappa_every=kappa_every)
+    opt, _ = _run(model, _batches(10), **kw)
+    opt2, _ = _run(rescaled, _batches(10), **kw)
+    assert opt.param_groups[0]["path_backtracks"] > 0
+    assert opt.param_groups[0]["path_backtracks"] == opt2.param_groups[0]["path_backtracks"]
+    pr.path.rescale_(model, alphas)
+    for p, q in zip(model.parameters(), rescaled.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-12)
+
+
+def test_bad_safeguard_settings_are_named():
+    with pytest.raises(ValueError, match="max_path_growth must be None or a number > 0, got -1"):
+        pr.optim.PathSGD(_rnn(), lr=1e-3, seq_len=7, max_path_growth=-1)
+    with pytest.raises(ValueError, match="max_backtracks must be an integer >= 0"):
+        pr.optim.PathSGD(_rnn(), lr=1e-3, seq_len=7, max_path_growth=0.1, max_backtracks=-2)
+    with pytest.raises(ValueError, match="fused=True cannot take max_path_growth"):
+        pr.optim.PathSGD(pr.MLP(3, [4], 2), lr=1e-3, fused=True, max_path_growth=0.1)
+
+
+def test_the_trainer_takes_the_safeguard_and_logs_its_halvings(tmp_path):
+    import json
+    from plainrnn.train import RunConfig, train
+    cfg = RunConfig(seq_len=10, hidden=8, steps=30, eval_every=10, optimizer="path-sgd", lr=3.0, clip=1.0,
+                    max_path_growth=0.1, out=str(tmp_path), input_scale=0.1)
+    summary = train(cfg, progress=False)
+    rows = [json.loads(line) for line in open(summary["run_dir"] + "/metrics.jsonl")]
+    assert [r["step"] for r in rows] == [10, 20, 30]
+    assert rows[-1]["path_backtracks"] > 0 and rows[0]["path_backtracks"] <= rows[-1]["path_backtracks"]
