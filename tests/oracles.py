@@ -155,3 +155,22 @@ def mlp_paths(model):
 
 
 __all__ = [name for name in dir() if not name.startswith("_")] + ["itertools"]
+
+
+def small_relu_rnn(layers=1, output="last", seed=0):
+    """A float64 ReLURNN(3 → 6 → 2) with weights from U[−0.4, 0.4]: big enough that Path-SGD's steps
+    move γ² visibly, small enough for exact oracles."""
+    import plainrnn as pr
+    torch.manual_seed(seed)
+    model = pr.ReLURNN(3, 6, 2, num_layers=layers, output=output).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(-0.4, 0.4)
+    return model
+
+
+def regression_batches(n, T=7, seed=1):
+    """n seeded float64 (x [8, T, 3], y [8, 2]) batches for small_relu_rnn."""
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, T, 3, generator=g, dtype=torch.float64),
+             torch.randn(8, 2, generator=g, dtype=torch.float64)) for _ in range(n)]

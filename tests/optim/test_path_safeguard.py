@@ -5,21 +5,11 @@ import pytest
 import torch
 
 import plainrnn as pr
+from oracles import regression_batches as _batches, small_relu_rnn
 
 
 def _rnn(seed=0):
-    torch.manual_seed(seed)
-    model = pr.ReLURNN(3, 6, 2).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.uniform_(-0.4, 0.4)
-    return model
-
-
-def _batches(n, T=7, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, T, 3, generator=g, dtype=torch.float64),
-             torch.randn(8, 2, generator=g, dtype=torch.float64)) for _ in range(n)]
+    return small_relu_rnn(seed=seed)
 
 
 def _run(model, batches, **kw):
