@@ -20,7 +20,7 @@ _MLP_2015_CASES = [dict(optimizer=opt, lr=lr, init=init) for opt, lr in _MLP_201
 _PROBE_GRID = ([dict(optimizer="sgd", lr=lr) for lr in ("1", "1e-1", "1e-2", "1e-3")]
                + [dict(optimizer=opt, lr=lr) for opt in ("adagrad", "path-sgd") for lr in ("1e-1", "1e-2", "1e-3")])
 # Fashion-MNIST's own probe (`plainrnn reproduce fig2-mlp-fashion-probe`) picked these.
-_FASHION_LR = {"path-sgd": "1e-3", "sgd": "1e-1", "adagrad": "1e-3"}
+_FASHION_LR = {"path-sgd": "1e-4", "sgd": "1e-1", "adagrad": "1e-3"}
 _FASHION_CASES = [dict(optimizer=opt, lr=lr, init=init) for opt, lr in _FASHION_LR.items()
                   for init in ("balanced", "unbalanced")]
 _MLP_2015_BUDGETS = {"cpu": dict(steps=3000, eval_every=600),       # 5 epochs, evaluated every epoch
