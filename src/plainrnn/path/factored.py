@@ -42,7 +42,7 @@ def inverse(kappa: torch.Tensor, scale: float) -> torch.Tensor:
 # gradient times it, stay normal floats. A node-wise rescaling by 10^c moves a factor by 10^±2c, so
 # the factors of an unbalanced network (2015 paper, c up to 30 and more) leave that range although
 # the step itself does not: those are applied in float64 and the step rounded once (never clamped).
-_NARROW = (2.0 ** -50, 2.0 ** 50)
+NARROW_RANGE = (2.0 ** -50, 2.0 ** 50)
 
 
 def fits(factor: torch.Tensor, dtype: torch.dtype) -> bool:
@@ -51,7 +51,7 @@ def fits(factor: torch.Tensor, dtype: torch.dtype) -> bool:
     if dtype == torch.float64:
         return True
     magnitude = factor.abs()
-    return bool(((magnitude == 0) | ((magnitude >= _NARROW[0]) & (magnitude <= _NARROW[1]))).all())
+    return bool(((magnitude == 0) | ((magnitude >= NARROW_RANGE[0]) & (magnitude <= NARROW_RANGE[1]))).all())
 
 
 def divide_(grad: torch.Tensor, entry: KappaEntry, scale: float = 1.0, defer_columns: bool = False):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .factored import Outer
+from .factored import NARROW_RANGE, Outer
 from .kernels import squared_sweep_, uses_kernel
 
 
@@ -24,10 +24,9 @@ def _check_p(p: float) -> float:
     return float(p)
 
 
-# A float32 sweep is trusted when every vector entry lies in [2^-50, 2^50]: then no square that
-# matters can overflow or flush to zero, and the factors s/γ and the products G·s/γ stay normal.
-# Outside it (a network rescaled node-wise by 10^c moves γ by 10^±2c) the sweep runs wide, in float64.
-NARROW_RANGE = (2.0 ** -50, 2.0 ** 50)
+# A float32 sweep is trusted when every vector entry lies in NARROW_RANGE, [2^-50, 2^50]: then no
+# square that matters can overflow or flush to zero, and the factors s/γ and the products G·s/γ stay
+# normal. Outside it (a network rescaled node-wise by 10^c moves γ by 10^±2c) the sweep runs wide.
 
 
 def fits_narrow(*vectors) -> bool:
