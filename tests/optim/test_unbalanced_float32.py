@@ -110,3 +110,28 @@ def test_wide_factors_go_through_float64_and_are_never_clamped():
     grad = grad64.float()
     assert divide_(grad, Outer(rows, cols), scale=10.0, defer_columns=True) is None
     torch.testing.assert_close(grad, expected.float(), rtol=1e-6, atol=0)
+
+
+def test_the_fused_steps_reused_products_are_a_fresh_pass_bit_for_bit_when_wide():
+    """On the wide route the fused step keeps its float64 products only where a fresh pass would have
+    swept wide too, so a resumed run (which starts with a fresh pass) continues bit for bit."""
+    from plainrnn.path.mlp import mlp_pass
+    if not FusedMLPStep.supports(pr.MLP(*SIZES), 2.0):
+        pytest.skip("no C++ compiler here: the fused route does not exist")
+    _, unbalanced = _pair(30.0)
+    opt = pr.optim.PathSGD(unbalanced, lr=0.05, fused=True)
+    g = torch.Generator().manual_seed(7)
+    kept = 0
+    for _ in range(5):
+        x, y = torch.rand(32, SIZES[0], generator=g), torch.randint(SIZES[2], (32,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(unbalanced(x), y).backward()
+        opt.step()
+        cached = opt._fused._next
+        if cached is not None:
+            kept += 1
+            gin, gout, gamma2 = cached[1]
+            fresh_in, fresh_out, fresh_gamma2 = mlp_pass(unbalanced)
+            assert all(torch.equal(a, b) for a, b in zip(gin + gout, fresh_in + fresh_out))
+            assert torch.equal(gamma2, fresh_gamma2)
+    assert kept == 5, "at 10^30 every step is wide, so every step's products should be kept"
