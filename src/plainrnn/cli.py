@@ -70,6 +70,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--init", f"recurrent init: {', '.join(RECURRENT_INITS)} (identity = IRNN); MLP: balanced (the "
         "default) or unbalanced (the 2015 paper's: 2000 random hidden units rescaled by 10^c, c log-normal)", d.init,
         type=_choice(RECURRENT_INITS + MLP_INITS))
+    add("--no-bias", "plain RNNs without biases, as the 2016 paper's equations are written", "with biases",
+        dest="bias", action="store_false")
     add("--init-scale", "a of the uniform recurrent init U[-a, a]", d.init_scale, type=_number(float, 0, True))
     add("--input-scale", "non-recurrent weights from U[-s, s], as in the 2016 paper", d.input_scale,
         type=_number(float, 0, True))
@@ -79,8 +81,11 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--momentum", "momentum of --optimizer momentum", d.momentum, type=_number(float, 0))
     add("--kappa2", "Path-SGD with the second-order term κ2 (exact ½∂²γ²/∂p²)", "off", show_default=True,
         action="store_true")
-    add("--path-lr-scale", "Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant) or none (raw eq. 8)",
-        d.path_lr_scale, type=_choice(("path_norm", "none")))
+    add("--path-lr-scale", "Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant), path_norm_now (η·γ² "
+        "re-estimated at every κ pass, also invariant) or none (raw eq. 8)", d.path_lr_scale,
+        type=_choice(("path_norm", "path_norm_now", "none")))
+    add("--path-momentum", "momentum on Path-SGD's path-normalized direction", d.path_momentum,
+        type=_number(float, 0))
     add("--max-path-growth", "Path-SGD's γ² safeguard: a step that raises the path norm γ²_net by more than this "
         "fraction is undone and retried at half the size (rescaling-invariant)", "off", type=_number(float, 0, True))
     add("--margin", "spectral model: singular values in [1-m, 1+m] (eq. 10); unset: free singular values",

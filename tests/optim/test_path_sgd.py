@@ -26,12 +26,21 @@ def _alphas(model, seed=3):
 
 
 @pytest.mark.parametrize("second_order", [False, True])
-@pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-adam-free"])
+@pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-adam-free", "path-sgd-scale-now",
+                                   "path-sgd-raw", "path-sgd-safeguard"])
 def test_training_is_invariant_to_rescaling(second_order, maker):
-    """Theorem 2: 20 Path-SGD steps from w and from T_α(w) give the same function."""
+    """Theorem 2: 20 Path-SGD steps from w and from T_α(w) give the same function, for every option."""
     def make(model):
         if maker == "path-sgd":
             return pr.optim.PathSGD(model, lr=0.05, seq_len=7, second_order=second_order)
+        if maker == "path-sgd-scale-now":
+            return pr.optim.PathSGD(model, lr=0.05, seq_len=7, second_order=second_order, lr_scale="path_norm_now")
+        if maker == "path-sgd-raw":
+            return pr.optim.PathSGD(model, lr=0.05 * float(pr.path.path_norm(_rnn(), seq_len=7)), seq_len=7,
+                                    second_order=second_order, lr_scale=None)
+        if maker == "path-sgd-safeguard":
+            return pr.optim.PathSGD(model, lr=0.3, seq_len=7, second_order=second_order, max_path_growth=0.05,
+                                    max_backtracks=30)
         if maker == "path-sgd-momentum":
             return pr.optim.PathSGD(model, lr=0.02, seq_len=7, second_order=second_order, momentum=0.9)
         return pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, second_order=second_order, lr=0.05)

@@ -60,3 +60,14 @@ def test_kappa_is_recomputed_on_exactly_the_scheduled_steps(fused, kappa_every):
             expected = q - 0.05 * scale * grads[name] / kappa_at[name]
             torch.testing.assert_close(p.detach(), expected.detach(), rtol=1e-10, atol=1e-13,
                                        msg=f"step {t}, {name}: not the update with the scheduled κ")
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_re_estimated_scale_is_the_path_norm_of_the_last_kappa_pass(fused):
+    model = _mlp()
+    opt = pr.optim.PathSGD(model, lr=0.05, fused=fused, lr_scale="path_norm_now")
+    for i in range(6):
+        gamma2_before_step = float(pr.path.path_norm(model))
+        _step(model, opt, i)
+    assert opt.param_groups[0]["path_scale"] == pytest.approx(gamma2_before_step, rel=1e-10)
+    assert gamma2_before_step != pytest.approx(float(pr.path.path_norm(_mlp())), rel=1e-6)

@@ -34,3 +34,22 @@ def test_an_unbalanced_init_that_overflows_float32_says_so():
     # at seed 0 picks of one unit compound to 10^42.4: float32 weights of 0.016 · 10^42 are inf
     with pytest.raises(ValueError, match=r"unbalanced init overflows torch.float32 at seed 0: .*10\^42.4"):
         _build("unbalanced", 0)
+
+
+def test_the_adding_study_options_reach_the_model_and_the_optimizer():
+    from plainrnn.tasks import make_task
+    from plainrnn.train.build import build_model, build_optimizer
+    from plainrnn.train.config import RunConfig
+    cfg = RunConfig(bias=False, optimizer="path-sgd", path_momentum=0.9, path_lr_scale="path_norm_now",
+                    max_path_growth=0.1, seq_len=10, hidden=8).validate()
+    spec = make_task("adding", 10).spec
+    model = build_model(cfg, spec)
+    assert [n for n, _ in model.named_parameters()] == ["weight_ih_l0", "weight_hh_l0", "weight_out"]
+    opt = build_optimizer(cfg, model, 10)
+    assert opt.param_groups[0]["momentum"] == 0.9 and opt.max_path_growth == 0.1
+    assert opt.geometry.scale_rule == "path_norm_now"
+    for bad, message in ((dict(path_momentum=0.9, optimizer="sgd"), "path_momentum is Path-SGD's momentum"),
+                         (dict(bias=False, model="lstm"), "bias=false is for the plain RNNs"),
+                         (dict(path_lr_scale="sometimes"), "path_lr_scale must be path_norm, path_norm_now or none")):
+        with pytest.raises(ValueError, match=message):
+            RunConfig(**bad).validate()

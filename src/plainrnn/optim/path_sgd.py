@@ -14,6 +14,8 @@ multiply the step by a *rescaling-invariant* constant, so that Theorem 2 still h
   step: Δp_i/p_i = −η · (p_i ∂L/∂p_i) / (κ_i p_i²/γ²), where p_i∂L/∂p_i and the "share of path mass"
   κ_i p_i²/γ² are both invariant and dimensionless, so a grid like {1e-2, 1e-3, 1e-4} means the same
   thing at any init scale.
+- ``lr_scale="path_norm_now"``: s = γ²_net(w_t), re-estimated at every κ pass. Still invariant (γ² is),
+  and it keeps η relative as γ² grows during training, which the frozen s does not.
 - ``lr_scale=None`` or ``1.0``: the raw update of eq. 8.
 - any positive float: a fixed s.
 
@@ -35,14 +37,18 @@ from ..path.mlp import mlp_pass
 from .fused_mlp import FusedMLPStep
 
 
+SCALE_RULES = ("path_norm", "path_norm_now")
+
+
 def _resolve_scale(lr_scale) -> str | float:
     if lr_scale is None:
         return 1.0
-    if lr_scale == "path_norm":
+    if lr_scale in SCALE_RULES:
         return lr_scale
     if isinstance(lr_scale, (int, float)) and not isinstance(lr_scale, bool) and lr_scale > 0:
         return float(lr_scale)
-    raise ValueError(f"lr_scale must be 'path_norm', None or a positive number, got {lr_scale!r}")
+    raise ValueError(f"lr_scale must be one of {', '.join(map(repr, SCALE_RULES))}, None or a positive number, "
+                     f"got {lr_scale!r}")
 
 
 class _PathGeometry:
@@ -95,8 +101,11 @@ class _PathGeometry:
         return steps % self.kappa_every == 0 or any("kappa" not in state[p] for p in params)
 
     def settle_scale(self, holder: dict, gamma2) -> None:
-        """Fix the step scale s at the first κ computation (γ²(w₀) for "path_norm"), then never again."""
-        if holder.get("path_scale") is None:
+        """Fix the step scale s at the first κ computation (γ²(w₀) for "path_norm"), then never again;
+        "path_norm_now" takes γ² of every κ computation instead."""
+        if self.scale_rule == "path_norm_now":
+            holder["path_scale"] = float(gamma2)
+        elif holder.get("path_scale") is None:
             holder["path_scale"] = float(gamma2) if self.scale_rule == "path_norm" else self.scale_rule
 
     def mlp_vectors(self):
@@ -154,7 +163,8 @@ class PathSGD(Optimizer):
         p: the lp path regularizer for MLPs (Algorithm 1 of the 2015 paper); 2 for RNNs.
         momentum, dampening, nesterov: as in :class:`torch.optim.SGD`, applied to the normalized direction.
         weight_decay: L2 coefficient, added to the gradient *before* normalization (it is part of L).
-        lr_scale: the step scale s (module docstring): "path_norm" (default), None, or a number.
+        lr_scale: the step scale s (module docstring): "path_norm" (default, γ²(w₀)), "path_norm_now"
+            (γ² re-estimated at every κ pass), None (raw eq. 8), or a number.
         kappa_every: recompute κ every this many steps (1 = every step, the exact method).
         fused: for an MLP with p = 2 and no momentum, update each weight matrix and compute the next
             step's κ in one pass (a C++ kernel, :mod:`plainrnn.optim.fused_mlp`). None (default): when

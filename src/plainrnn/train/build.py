@@ -42,7 +42,7 @@ def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -
         init_recurrent_(model, cfg.init, a=cfg.init_scale, generator=generator)
         return model
     model = ReLURNN(spec.input_size, cfg.hidden, spec.output_size, cfg.layers,
-                    nonlinearity=cfg.resolved_nonlinearity(), **common)
+                    nonlinearity=cfg.resolved_nonlinearity(), bias=cfg.bias, **common)
     init_rnn_(model, cfg.init, recurrent_scale=cfg.init_scale, nonrecurrent_scale=cfg.input_scale,
               generator=generator)
     return model
@@ -70,7 +70,7 @@ def build_optimizer(cfg, model: torch.nn.Module, seq_len: int) -> torch.optim.Op
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     if cfg.optimizer == "path-sgd":
-        return PathSGD(model, lr=lr, max_path_growth=cfg.max_path_growth, **path_kw)
+        return PathSGD(model, lr=lr, max_path_growth=cfg.max_path_growth, momentum=cfg.path_momentum, **path_kw)
     if cfg.optimizer == "path-adam":
         return PathNormalized(torch.optim.Adam, model, lr=lr, **path_kw)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")

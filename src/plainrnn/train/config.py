@@ -42,7 +42,9 @@ class RunConfig:
     orth_penalty: float = 0.0            # λ‖WᵀW − I‖² added to the loss (any recurrent model)
     sv_prior: float = 0.0                # λ Σ(s_i − 1)², the mean-one Gaussian prior on singular values
     weight_decay: float = 0.0            # λ‖W‖² on the composite recurrent matrix
-    path_lr_scale: str = "path_norm"     # "path_norm" or "none"
+    path_lr_scale: str = "path_norm"     # "path_norm" (γ²(w0)), "path_norm_now" (γ² at every κ pass) or "none"
+    path_momentum: float = 0.0           # path-sgd: momentum on the path-normalized direction
+    bias: bool = True                    # plain RNNs: biases (the 2016 paper's equations have none)
     max_path_growth: float | None = None # Path-SGD's γ² safeguard: undo and halve a step that raises γ² more than this
     grad_norms_every: int = 0           # record ‖∂L/∂h_t‖ for every t every N steps (0: never)
     dropout: float = 0.0                 # MLP only: dropout on hidden units (the 2015 paper uses 0.5)
@@ -103,7 +105,13 @@ class RunConfig:
         need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)
         need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
-        need(self.path_lr_scale in ("path_norm", "none"), "path_lr_scale", "path_norm or none", self.path_lr_scale)
+        need(self.path_lr_scale in ("path_norm", "path_norm_now", "none"), "path_lr_scale",
+             "path_norm, path_norm_now or none", self.path_lr_scale)
+        need(0 <= self.path_momentum < 1, "path_momentum", "in [0, 1)", self.path_momentum)
+        if self.path_momentum and self.optimizer != "path-sgd":
+            raise ValueError(f"path_momentum is Path-SGD's momentum; it needs optimizer path-sgd, not {self.optimizer}")
+        if not self.bias and self.model not in ("relu", "tanh"):
+            raise ValueError(f"bias=false is for the plain RNNs (--model relu or tanh), not {self.model}")
         if self.optimizer.startswith("path") and self.model in ("lstm", "spectral"):
             raise ValueError(f"optimizer {self.optimizer} needs a plain network (--model relu or tanh), not {self.model}")
         need(self.max_path_growth is None or self.max_path_growth > 0, "max_path_growth", "> 0 (or unset)",
