@@ -92,3 +92,24 @@ def test_resume_with_dropout_is_bit_identical(tmp_path):
     a = load_checkpoint(os.path.join(full["run_dir"], "checkpoint.pt"))["model"]
     b = load_checkpoint(os.path.join(resumed["run_dir"], "checkpoint.pt"))["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_checkpoint_loads_with_weights_only_and_a_foreign_file_is_one_line(tmp_path):
+    """κ (rank-one factors included), the spectral optimizer's state and the RNG states are plain
+    tensors and numbers: torch.load(weights_only=True) reads every checkpoint the trainer writes."""
+    setups = [dict(optimizer="path-sgd", momentum=0.9), dict(optimizer="path-adam", kappa2=True),
+              dict(model="spectral", margin=0.1, optimizer="rmsprop", task="copy"),
+              dict(task="mnist", model="mlp", optimizer="path-sgd", eval_limit=50)]
+    for i, setup in enumerate(setups):
+        kw = dict(dict(seq_len=8, hidden=8, steps=4, eval_every=4, out=str(tmp_path), name=f"r{i}"), **setup)
+        if kw.get("task") == "mnist":
+            kw.pop("seq_len")
+        run = train(RunConfig(**kw), progress=False)["run_dir"]
+        ckpt = torch.load(os.path.join(run, "checkpoint.pt"), weights_only=True)
+        assert ckpt["step"] == 4 and "optimizer" in ckpt
+    bad = tmp_path / "r0" / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    out = subprocess.run(CLI + ["train", "--resume", str(tmp_path / "r0")], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().endswith(")") and "is not a plainrnn checkpoint" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

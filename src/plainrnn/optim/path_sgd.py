@@ -33,6 +33,7 @@ import torch
 from torch.optim import Optimizer
 
 from ..path import divide_, kappa_entries, path_norm
+from ..path.factored import from_plain, to_plain
 from ..path.mlp import mlp_pass
 from .fused_mlp import FusedMLPStep
 
@@ -270,6 +271,18 @@ class PathSGD(Optimizer):
             self._backtrack(before, moves, gamma2_before, first)
         return loss
 
+    def state_dict(self):
+        """As torch.optim's, with κ stored as plain tensors: it loads with ``weights_only=True``."""
+        sd = super().state_dict()
+        sd["state"] = {index: {k: to_plain(v) if k == "kappa" else v for k, v in entry.items()}
+                       for index, entry in sd["state"].items()}
+        return sd
+
+    def load_state_dict(self, state_dict):
+        state = {index: {k: from_plain(v) if k == "kappa" else v for k, v in entry.items()}
+                 for index, entry in state_dict.get("state", {}).items()}
+        super().load_state_dict({**state_dict, "state": state})
+
     def _backtrack(self, before, moves, gamma2_before: float, first: dict) -> None:
         """The γ² safeguard: while the step raised γ² by more than ``max_path_growth`` (or made it
         non-finite), redo it from the saved weights at half the size."""
@@ -336,7 +349,7 @@ class PathNormalized(Optimizer):
     def state_dict(self):
         order = [p for group in self.param_groups for p in group["params"]]
         return {"inner": self.inner.state_dict(), **self._scale,
-                "kappa": [self._kappa[p].get("kappa") for p in order]}
+                "kappa": [to_plain(self._kappa[p].get("kappa")) for p in order]}
 
     def load_state_dict(self, state_dict):
         self.inner.load_state_dict(state_dict["inner"])
@@ -346,7 +359,7 @@ class PathNormalized(Optimizer):
         self._kappa = defaultdict(dict)
         for param, entry in zip(order, state_dict["kappa"]):
             if entry is not None:
-                self._kappa[param]["kappa"] = entry
+                self._kappa[param]["kappa"] = from_plain(entry)
 
     def __repr__(self):
         return f"PathNormalized({self.inner!r})"

@@ -27,6 +27,21 @@ class Outer:
 KappaEntry = torch.Tensor | Outer
 
 
+def to_plain(entry):
+    """A κ entry as tensors and dicts only, so that a state_dict holding it loads with
+    ``torch.load(weights_only=True)`` (a pickled :class:`Outer` would need arbitrary unpickling)."""
+    if isinstance(entry, Outer):
+        return {"outer_rows": entry.rows, "outer_cols": entry.cols}
+    return entry
+
+
+def from_plain(entry):
+    """The inverse of :func:`to_plain`."""
+    if isinstance(entry, dict) and set(entry) == {"outer_rows", "outer_cols"}:
+        return Outer(entry["outer_rows"], entry["outer_cols"])
+    return entry
+
+
 def densify(entry: KappaEntry) -> torch.Tensor:
     return entry.dense() if isinstance(entry, Outer) else entry
 

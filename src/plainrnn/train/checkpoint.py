@@ -37,5 +37,23 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable plainrnn checkpoint; the message names it."""
+
+
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: tensors,
+    numbers, strings and containers only, never arbitrary pickled code from a file someone handed you."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 – torch raises many kinds for a truncated or foreign file
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a plainrnn checkpoint (torch.load with weights_only=True: "
+                              f"{first})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path} is not a plainrnn checkpoint (it holds a {type(payload).__name__}, "
+                              "not a dict)")
+    return payload
