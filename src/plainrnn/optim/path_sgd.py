@@ -321,16 +321,26 @@ class PathNormalized(Optimizer):
         # κ cache kept apart from the inner state: optimizers like Adam initialize a param's state
         # when it is empty, so a foreign key there would break them.
         self._kappa = defaultdict(dict)
+        self._assembling = True
+        super().__init__(_model_params(model), dict(self.inner.defaults))  # hooks, the step wrapper
+        self._assembling = False
         # Share the inner optimizer's groups and state, so schedulers and state_dict see one optimizer.
         self.defaults = self.inner.defaults
         self.param_groups = self.inner.param_groups
         self.state = self.inner.state
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
-        self._optimizer_state_dict_pre_hooks = {}
-        self._optimizer_state_dict_post_hooks = {}
-        self._optimizer_load_state_dict_pre_hooks = {}
-        self._optimizer_load_state_dict_post_hooks = {}
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Adds a group to the inner optimizer; its parameters must belong to the model (κ is the
+        model's geometry) and not be in a group yet."""
+        if self._assembling:
+            return super().add_param_group(param_group)
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        foreign = [p for p in params if p not in self.geometry.names]
+        if foreign:
+            raise ValueError("PathNormalized: a new param group's parameters must be parameters of its model "
+                             f"(got {len(foreign)} that are not)")
+        self.inner.add_param_group({**param_group, "params": params})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -352,6 +362,10 @@ class PathNormalized(Optimizer):
                 "kappa": [to_plain(self._kappa[p].get("kappa")) for p in order]}
 
     def load_state_dict(self, state_dict):
+        expected = {"inner", "path_scale", "path_steps", "kappa"}
+        if not isinstance(state_dict, dict) or not expected <= set(state_dict):
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"expected the state_dict of a PathNormalized optimizer (keys {sorted(expected)}), got {got}")
         self.inner.load_state_dict(state_dict["inner"])
         self.param_groups, self.state = self.inner.param_groups, self.inner.state
         self._scale.update(path_scale=state_dict["path_scale"], path_steps=state_dict["path_steps"])

@@ -1,6 +1,8 @@
 """Geodesic SGD on orthogonal matrices, and the 2017 paper's optimizer setup for a model."""
 from __future__ import annotations
 
+from collections import ChainMap
+
 import torch
 from torch.optim import Optimizer
 
@@ -57,28 +59,46 @@ class StiefelSGD(Optimizer):
 
 
 class Combined(Optimizer):
-    """Several optimizers stepping together as one (for the paper's geodesic + RMSprop setup)."""
+    """Several optimizers stepping together as one (for the paper's geodesic + RMSprop setup).
+
+    A real :class:`torch.optim.Optimizer`: step hooks, LR schedulers (they see and change the inner
+    optimizers' own param groups), ``state_dict``/``load_state_dict``. ``state`` is one stable mapping
+    over the inner optimizers' states. New param groups go to an inner optimizer
+    (``combined.optimizers[i].add_param_group``), since only it knows what its groups mean.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> model = pr.SpectralRNN(2, 8, 1, margin=0.1)
+        >>> opt = pr.optim.spectral_optimizer(model, lr=1e-3, orth_lr=1e-6)
+        >>> sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+        >>> len(opt.optimizers), opt.param_groups[0]["lr"]
+        (2, 1e-06)
+    """
 
     def __init__(self, *optimizers: Optimizer):
+        if not optimizers or not all(isinstance(o, Optimizer) for o in optimizers):
+            raise TypeError(f"Combined needs torch.optim.Optimizer instances, got {[type(o).__name__ for o in optimizers]}")
         self.optimizers = list(optimizers)
-        self.defaults = {}
-        self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
-        self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = {}, {}
-        self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks = {}, {}
+        self._assembling = True
+        super().__init__([p for o in optimizers for g in o.param_groups for p in g["params"]], {})
+        self._assembling = False
+        # The inner optimizers' own group dicts and states: a scheduler's lr change reaches them.
+        self.param_groups = [g for o in self.optimizers for g in o.param_groups]
+        self.state = ChainMap(*(o.state for o in self.optimizers))
 
-    @property
-    def param_groups(self):
-        return [g for o in self.optimizers for g in o.param_groups]
+    def add_param_group(self, param_group: dict) -> None:
+        if self._assembling:
+            return super().add_param_group(param_group)
+        raise TypeError("Combined cannot guess which optimizer a new group belongs to; add it to one of "
+                        "combined.optimizers (e.g. combined.optimizers[1].add_param_group(...))")
 
-    @property
-    def state(self):
-        merged = {}
-        for o in self.optimizers:
-            merged.update(o.state)
-        return merged
-
+    @torch.no_grad()
     def step(self, closure=None):
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for o in self.optimizers:
             o.step()
         return loss
@@ -91,7 +111,12 @@ class Combined(Optimizer):
         return {"optimizers": [o.state_dict() for o in self.optimizers]}
 
     def load_state_dict(self, state_dict):
-        for o, sd in zip(self.optimizers, state_dict["optimizers"]):
+        inner = state_dict.get("optimizers") if isinstance(state_dict, dict) else None
+        if not isinstance(inner, list) or len(inner) != len(self.optimizers):
+            raise ValueError(f"expected the state_dict of a Combined optimizer of {len(self.optimizers)} optimizers "
+                             f"({{'optimizers': [...]}}), got {type(state_dict).__name__}"
+                             + (f" with {len(inner)}" if isinstance(inner, list) else ""))
+        for o, sd in zip(self.optimizers, inner):
             o.load_state_dict(sd)
 
     def __repr__(self):

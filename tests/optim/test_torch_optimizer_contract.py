@@ -1,0 +1,74 @@
+"""PathNormalized and the spectral optimizer are torch optimizers: step hooks fire, LR schedulers
+change the lr the inner optimizer uses, ``state`` is one stable mapping, and bad state_dicts say why."""
+import pytest
+import torch
+
+import plainrnn as pr
+
+
+def _path_normalized():
+    torch.manual_seed(0)
+    model = pr.ReLURNN(2, 6, 1)
+    return model, pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=5, lr=0.1, momentum=0.9)
+
+
+def _spectral():
+    torch.manual_seed(0)
+    model = pr.SpectralRNN(2, 6, 1, margin=0.1)
+    return model, pr.optim.spectral_optimizer(model, lr=0.1, orth_lr=1e-3)
+
+
+def _step(model, opt):
+    x = torch.randn(4, 5, 2)
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("make", [_path_normalized, _spectral], ids=["PathNormalized", "Combined"])
+def test_step_hooks_fire_in_order(make):
+    model, opt = make()
+    assert isinstance(opt, torch.optim.Optimizer)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append("post"))
+    _step(model, opt)
+    _step(model, opt)
+    assert calls == ["pre", "post", "pre", "post"]
+
+
+@pytest.mark.parametrize("make", [_path_normalized, _spectral], ids=["PathNormalized", "Combined"])
+def test_a_scheduler_changes_the_lr_the_inner_optimizer_uses(make):
+    model, opt = make()
+    inner = opt.inner if hasattr(opt, "inner") else opt.optimizers[-1]
+    before = [g["lr"] for g in inner.param_groups]
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    _step(model, opt)
+    sched.step()
+    assert [g["lr"] for g in inner.param_groups] == [lr / 2 for lr in before]
+    assert opt.state is opt.state  # one stable mapping, not a new dict per access
+    assert len(opt.state) > 0 and all(p in opt.state for p in inner.state)
+
+
+def test_bad_state_dicts_are_named():
+    _, opt = _path_normalized()
+    with pytest.raises(ValueError, match="expected the state_dict of a PathNormalized optimizer"):
+        opt.load_state_dict({"state": {}, "param_groups": []})
+    _, comb = _spectral()
+    with pytest.raises(ValueError, match="expected the state_dict of a Combined optimizer of 2 optimizers"):
+        comb.load_state_dict({"optimizers": [{}]})
+
+
+def test_param_groups_go_where_they_make_sense():
+    torch.manual_seed(0)
+    model = pr.ReLURNN(2, 6, 1)
+    model.weight_out.requires_grad_(False)  # frozen at construction, unfrozen later
+    opt = pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=5, lr=0.1)
+    model.weight_out.requires_grad_(True)
+    opt.add_param_group({"params": [model.weight_out], "lr": 0.01})
+    assert opt.param_groups[-1]["lr"] == 0.01 and opt.inner.param_groups is opt.param_groups
+    with pytest.raises(ValueError, match="must be parameters of its model"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))]})
+    _, comb = _spectral()
+    with pytest.raises(TypeError, match="add it to one of"):
+        comb.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))]})
