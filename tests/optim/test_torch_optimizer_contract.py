@@ -72,3 +72,22 @@ def test_param_groups_go_where_they_make_sense():
     _, comb = _spectral()
     with pytest.raises(TypeError, match="add it to one of"):
         comb.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))]})
+
+
+def test_combined_follows_its_inner_optimizers_through_a_reload_and_a_new_group():
+    """torch replaces an optimizer's state and groups on load_state_dict: the Combined view must
+    follow, or a scheduler would change dead groups after a resume."""
+    model, opt = _spectral()
+    _step(model, opt)
+    saved = opt.state_dict()
+    model2, opt2 = _spectral()
+    opt2.load_state_dict(saved)
+    sched = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.5)
+    before = [g["lr"] for g in opt2.optimizers[-1].param_groups]
+    _step(model2, opt2)
+    sched.step()
+    assert [g["lr"] for g in opt2.optimizers[-1].param_groups] == [lr / 2 for lr in before]
+    assert all(p in opt2.state for p in opt2.optimizers[-1].state)  # the reloaded states, not the old ones
+    extra = torch.nn.Parameter(torch.ones(3))
+    opt2.optimizers[-1].add_param_group({"params": [extra], "lr": 0.5})
+    assert opt2.param_groups[-1]["params"] == [extra]

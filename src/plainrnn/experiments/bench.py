@@ -118,7 +118,7 @@ def case_path_adam(quick):
 
 def case_path_sgd_safeguard(quick):
     # The adding problem's shapes, where the safeguard is meant to run; lr small enough that no step is
-    # undone, so the row times the check itself (a γ² pass after each step and the saved weights).
+    # undone, so the row times the check itself: the saved weights, and the next step's κ pass run early.
     H, T, B = (50, 30, 10) if quick else (100, 100, 50)
     return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, max_path_growth=0.1),
                      lambda m: PathSGD(m, lr=1e-4, seq_len=T))

@@ -28,8 +28,9 @@ from ..path.kernels import kernel, squared_sweep_
 from ..path.mlp import certainly_wide, entries_from_vectors, finish_pass, fits_narrow, sweep_layers
 
 
-def _signature(params) -> tuple:
-    # _version moves on every in-place change (the kernel bumps it too); data_ptr catches `p.data = …`.
+def weights_signature(params) -> tuple:
+    """Identifies the parameters' current values, for caches derived from them: _version moves on every
+    in-place change (the kernel bumps it too); data_ptr catches `p.data = …`."""
     return tuple((id(p), p._version, p.data_ptr()) for p in params)
 
 
@@ -74,7 +75,7 @@ class FusedMLPStep:
         """γ_in and γ_out (float64) of the parameters as they are now, and γ²: reused from the last
         step's sweep when no parameter has changed since, else from a fresh pass."""
         cached = self._next
-        if cached is not None and cached[0] == _signature(self.params):
+        if cached is not None and cached[0] == weights_signature(self.params):
             return cached[1]
         return geometry.mlp_vectors()
 
@@ -115,4 +116,4 @@ class FusedMLPStep:
             for layer, update in zip(self.layers, updates):
                 squared_sweep_(layer.weight.detach(), **update)
             vectors = None
-        self._next = None if vectors is None else (_signature(self.params), vectors)
+        self._next = None if vectors is None else (weights_signature(self.params), vectors)

@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 from ..path import divide_, kappa_entries, path_norm
 from ..path.factored import from_plain, to_plain
 from ..path.mlp import mlp_pass
-from .fused_mlp import FusedMLPStep
+from .fused_mlp import FusedMLPStep, weights_signature
 
 
 SCALE_RULES = ("path_norm", "path_norm_now")
@@ -71,31 +71,25 @@ class _PathGeometry:
         self.gamma2_now: float | None = None
         self._ahead = None  # (signature of the weights, (κ entries, γ²)) computed after the last step
 
-    def _signature(self) -> tuple:
-        # _version moves on every in-place change; data_ptr catches `p.data = …`.
-        return tuple((p._version, p.data_ptr()) for p in self.names)
-
     def current_entries(self):
         """κ entries and γ² of the weights as they are now: from :meth:`look_ahead` if nothing has
         changed the weights since, else from a fresh κ pass."""
-        if self._ahead is not None and self._ahead[0] == self._signature():
+        if self._ahead is not None and self._ahead[0] == weights_signature(self.names):
             return self._ahead[1]
         return kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace)
 
     def look_ahead(self) -> float:
         """γ² of the weights as they are now, by the κ pass that the next step would run anyway (kept
         for it): the safeguard's check costs nothing extra when κ is recomputed every step."""
-        self._ahead = (self._signature(), kappa_entries(self.model, self.seq_len, self.second_order, self.p,
+        self._ahead = (weights_signature(self.names), kappa_entries(self.model, self.seq_len, self.second_order, self.p,
                                                         self.workspace))
         return float(self._ahead[1][1])
 
     def gamma2(self) -> float:
         """γ²_net (γ_p^p for an MLP) of the model's weights as they are now."""
-        if self.kappa_every == 1:
+        if self.kappa_every == 1:  # the next step's κ pass gives it, and is kept for that step
             return self.look_ahead()
-        if self.p != 2.0:
-            return float(path_norm(self.model, p=self.p))
-        return float(path_norm(self.model, seq_len=self.seq_len))
+        return float(path_norm(self.model, seq_len=self.seq_len, p=self.p))
 
     def kappa_due(self, steps: int, params, state) -> bool:
         """κ is recomputed every ``kappa_every`` steps, and whenever a parameter has none cached."""
@@ -241,8 +235,10 @@ class PathSGD(Optimizer):
             before = [(p, p.detach().clone()) for params in with_grad for p in params]
         deferred = self.geometry.normalize_([p for params in with_grad for p in params], first, self.state,
                                             defer_columns=not guard)
-        gamma2_before = self.geometry.gamma2_now if guard and self.geometry.gamma2_now is not None else (
-            self.geometry.gamma2() if guard else None)
+        if guard:  # γ² of the weights before the step: this step's κ pass, or a path-norm pass
+            gamma2_before = self.geometry.gamma2_now
+            if gamma2_before is None:
+                gamma2_before = self.geometry.gamma2()
         moves = []  # (param, direction, lr) of this step, for the safeguard
         for group, params in zip(self.param_groups, with_grad):
             group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]

@@ -83,9 +83,19 @@ class Combined(Optimizer):
         self._assembling = True
         super().__init__([p for o in optimizers for g in o.param_groups for p in g["params"]], {})
         self._assembling = False
-        # The inner optimizers' own group dicts and states: a scheduler's lr change reaches them.
-        self.param_groups = [g for o in self.optimizers for g in o.param_groups]
         self.state = ChainMap(*(o.state for o in self.optimizers))
+
+    @property
+    def param_groups(self) -> list[dict]:
+        """The inner optimizers' own group dicts, read live: a scheduler's lr change reaches them, and
+        a group added to an inner optimizer, or a reloaded one, shows here."""
+        if self._assembling:
+            return self._assembly_groups
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict]) -> None:
+        self._assembly_groups = groups  # only Optimizer.__init__ sets it; the live view replaces it
 
     def add_param_group(self, param_group: dict) -> None:
         if self._assembling:
@@ -118,6 +128,7 @@ class Combined(Optimizer):
                              + (f" with {len(inner)}" if isinstance(inner, list) else ""))
         for o, sd in zip(self.optimizers, inner):
             o.load_state_dict(sd)
+        self.state.maps[:] = [o.state for o in self.optimizers]  # torch replaces each inner state on load
 
     def __repr__(self):
         return "Combined(" + ", ".join(type(o).__name__ for o in self.optimizers) + ")"
