@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from tqdm import tqdm
 
 from ..nets import MLP
 from ..optim import PathSGD
@@ -52,7 +53,8 @@ def invariance_gap(cfg) -> list[dict]:
             opts = [PathSGD(m, lr=cfg.lr) for m in models]
             data = torch.Generator().manual_seed(cfg.seed)
             gaps = {}
-            for step in range(1, cfg.steps + 1):
+            for step in tqdm(range(1, cfg.steps + 1), desc=f"{str(dtype)[6:]}, {partner}", leave=False,
+                             disable=None):  # progress on stderr; the table goes to stdout
                 x, y = task.train_batch(cfg.batch_size, data)
                 for model, opt in zip(models, opts):
                     opt.zero_grad()
