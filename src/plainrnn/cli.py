@@ -88,6 +88,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         type=_number(float, 0))
     add("--max-path-growth", "Path-SGD's γ² safeguard: a step that raises the path norm γ²_net by more than this "
         "fraction is undone and retried at half the size (rescaling-invariant)", "off", type=_number(float, 0, True))
+    add("--max-unit-step", "Path-SGD's per-unit trust region ρ: each unit's incoming step is at most ρ times its "
+        "incoming weights, measured in the κ metric (rescaling-invariant)", "off", type=_number(float, 0, True))
     add("--margin", "spectral model: singular values in [1-m, 1+m] (eq. 10); unset: free singular values",
         "unset", type=_number(float, 0))
     add("--orth-lr", "spectral model: geodesic SGD learning rate on U and V (the 2017 paper's)", d.orth_lr,

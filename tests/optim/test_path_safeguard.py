@@ -65,7 +65,7 @@ def test_bad_safeguard_settings_are_named():
         pr.optim.PathSGD(_rnn(), lr=1e-3, seq_len=7, max_path_growth=-1)
     with pytest.raises(ValueError, match="max_backtracks must be an integer >= 0"):
         pr.optim.PathSGD(_rnn(), lr=1e-3, seq_len=7, max_path_growth=0.1, max_backtracks=-2)
-    with pytest.raises(ValueError, match="fused=True cannot take max_path_growth"):
+    with pytest.raises(ValueError, match="fused=True cannot take max_path_growth or max_unit_step"):
         pr.optim.PathSGD(pr.MLP(3, [4], 2), lr=1e-3, fused=True, max_path_growth=0.1)
 
 

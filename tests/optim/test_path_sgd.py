@@ -27,7 +27,7 @@ def _alphas(model, seed=3):
 
 @pytest.mark.parametrize("second_order", [False, True])
 @pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-adam-free", "path-sgd-scale-now",
-                                   "path-sgd-raw", "path-sgd-safeguard"])
+                                   "path-sgd-raw", "path-sgd-safeguard", "path-sgd-unit-step"])
 def test_training_is_invariant_to_rescaling(second_order, maker):
     """Theorem 2: 20 Path-SGD steps from w and from T_α(w) give the same function, for every option."""
     def make(model):
@@ -41,6 +41,9 @@ def test_training_is_invariant_to_rescaling(second_order, maker):
         if maker == "path-sgd-safeguard":
             return pr.optim.PathSGD(model, lr=0.3, seq_len=7, second_order=second_order, max_path_growth=0.05,
                                     max_backtracks=30)
+        if maker == "path-sgd-unit-step":  # ρ small enough that most unit steps are limited
+            return pr.optim.PathSGD(model, lr=0.3, seq_len=7, second_order=second_order, max_unit_step=0.02,
+                                    momentum=0.5)
         if maker == "path-sgd-momentum":
             return pr.optim.PathSGD(model, lr=0.02, seq_len=7, second_order=second_order, momentum=0.9)
         return pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, second_order=second_order, lr=0.05)

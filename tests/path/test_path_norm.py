@@ -42,8 +42,10 @@ def test_mlp_lp_scales_equal_enumeration(p):
 
 
 def test_unsupported_model_and_missing_seq_len():
-    with pytest.raises(TypeError, match="ReLURNN and plainrnn.MLP"):
+    with pytest.raises(ValueError, match="example_input is required for a Linear"):
         pr.path.kappa(torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"layer '1' \(Tanh\) breaks the path geometry"):
+        pr.path.kappa(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh()), example_input=torch.zeros(1, 2))
     with pytest.raises(ValueError, match="seq_len"):
         pr.path.kappa(pr.ReLURNN(2, 3, 1))
     with pytest.raises(ValueError, match="lp Path-SGD"):

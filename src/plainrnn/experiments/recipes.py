@@ -26,6 +26,31 @@ _FASHION_CASES = [dict(optimizer=opt, lr=lr, init=init) for opt, lr in _FASHION_
 _MLP_2015_BUDGETS = {"cpu": dict(steps=3000, eval_every=600),       # 5 epochs, evaluated every epoch
                      "full": dict(steps=60_000, eval_every=600)}   # the paper's curves run to 100 epochs
 
+# The Path-SGD adding study (issue 11, docs/results.md "Path-SGD on the adding problem"): one change at a
+# time from the 2016 paper's RNN-Path (identity init, U[-0.01, 0.01] elsewhere, H = 100, T = 100, batch 50),
+# each setting over 3 seeds with one step budget. Clipping the raw gradient's norm is *not* invariant under
+# node-wise rescaling (‖∂L/∂p‖ is not), so the Path-SGD rows run without it unless a row says otherwise.
+_ADDING = dict(task="adding", seq_len=100, hidden=100, init="identity", input_scale=0.01, batch_size=50, seed=1)
+_ADDING_STUDY_CASES = [
+    dict(optimizer="sgd", lr="1e-2", clip=1.0),                      # IRNN + SGD, the paper's baseline
+    dict(optimizer="adam", lr="1e-3", clip=1.0),                     # the optimizer that solves it here
+    dict(optimizer="path-sgd", lr="1e-3", clip=1.0),                 # RNN-Path as docs/results.md had it
+    dict(optimizer="path-sgd", lr="1e-3"),                           # ... without the non-invariant clip
+    dict(optimizer="path-sgd", lr="1e-3", bias=False),               # the model exactly as the paper writes it
+    dict(optimizer="path-sgd", lr="1e-2"),                           # a larger step, unguarded
+    dict(optimizer="path-sgd", lr="1e-2", max_path_growth=0.1),      # ... and with the γ² safeguard
+    dict(optimizer="path-sgd", lr="3e-2", max_path_growth=0.1),
+    dict(optimizer="path-sgd", lr="1e-3", path_lr_scale="path_norm_now"),  # s re-estimated as training goes
+    dict(optimizer="path-sgd", lr="1e-4", path_lr_scale="none"),     # raw eq. 8 at the paper's smallest lr
+    dict(optimizer="path-sgd", lr="1e-4", path_momentum=0.9),        # momentum on the normalized direction
+    dict(optimizer="path-sgd", lr="1e-3", path_momentum=0.9),
+    dict(optimizer="path-sgd", lr="1e-3", kappa2=True),              # κ1 + κ2
+    dict(optimizer="path-adam", lr="1e-4"),                          # Adam on path-normalized gradients
+    dict(optimizer="path-sgd", lr="1e-2", max_unit_step=0.01),       # the per-unit trust region (PathSGD docs)
+    dict(optimizer="path-sgd", lr="1e-1", max_unit_step=0.01),
+    dict(optimizer="adam", lr="1e-3", model="lstm", clip=1.0),       # Table 2's LSTM row
+]
+
 RECIPES: dict[str, dict] = {
     # 2015 paper, Fig. 2: no dropout. The Path-SGD curves from both inits must coincide (Theorem 2).
     "fig2-mlp": dict(base=dict(_MLP_2015, dropout=0.0), grid=_MLP_2015_CASES, seeds=1, budgets=_MLP_2015_BUDGETS,
@@ -58,6 +83,11 @@ RECIPES: dict[str, dict] = {
                   clip=1.0, steps=100_000, eval_every=1000),
         grid=dict(optimizer=["sgd", "path-sgd"], lr=["1e-2", "1e-3", "1e-4"]), seeds=10,
         paper="test MSE×100 at T=100/400/750: IRNN 0/16.7/16.7, RNN-Path 0/0/0"),
+    # Issue 11: every hypothesis on T = 100, 3 seeds, one budget (cpu: 20k steps; full: the 100k of Table 2).
+    "adding-study": dict(base=dict(_ADDING, clip=None, steps=100_000, eval_every=1000), grid=_ADDING_STUDY_CASES,
+                         seeds=3, budgets={"cpu": dict(steps=20_000, eval_every=500),
+                                           "full": dict(steps=100_000, eval_every=1000)},
+                         paper="RNN-Path solves adding (test MSE×100 = 0) at T = 100, 400 and 750 (Table 2)"),
     # 2016 paper, Table 2 (sMNIST column).
     "table2-smnist": dict(
         base=dict(task="smnist", hidden=100, init="identity", input_scale=0.01, batch_size=50, clip=1.0,

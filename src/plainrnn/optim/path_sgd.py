@@ -35,6 +35,7 @@ from torch.optim import Optimizer
 from ..path import divide_, kappa_entries, path_norm
 from ..path.factored import from_plain, to_plain
 from ..path.mlp import mlp_pass
+from ..path.units import row_quadratic, unit_groups
 from .fused_mlp import FusedMLPStep, weights_signature
 
 
@@ -58,16 +59,17 @@ class _PathGeometry:
     This is the composable piece: grad ← s · grad / κ. PathSGD follows it with an SGD step,
     PathNormalized with any torch optimizer's step."""
 
-    def __init__(self, model, seq_len, second_order, p, lr_scale, kappa_every):
+    def __init__(self, model, seq_len, second_order, p, lr_scale, kappa_every, example_input=None):
         if not isinstance(kappa_every, int) or kappa_every < 1:
             raise ValueError(f"kappa_every must be a positive integer, got {kappa_every!r}")
         self.model, self.seq_len, self.second_order, self.p = model, seq_len, second_order, p
+        self.example_input = example_input
         self.kappa_every = kappa_every
         self.scale_rule = _resolve_scale(lr_scale)
-        # Validate the model and seq_len now, so a wrong setup fails at construction, not at step 1.
-        kappa_entries(model, seq_len, second_order, p)
-        self.names = {param: name for name, param in model.named_parameters()}
         self.workspace: dict = {}  # buffers the κ pass reuses from step to step (not state: derivable)
+        # Validate the model and seq_len now, so a wrong setup fails at construction, not at step 1.
+        self._entries()
+        self.names = {param: name for name, param in model.named_parameters()}
         self.gamma2_now: float | None = None
         self._ahead = None  # (signature of the weights, (κ entries, γ²)) computed after the last step
 
@@ -76,19 +78,23 @@ class _PathGeometry:
         changed the weights since, else from a fresh κ pass."""
         if self._ahead is not None and self._ahead[0] == weights_signature(self.names):
             return self._ahead[1]
-        return kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace)
+        return self._entries()
+
+    def _entries(self):
+        return kappa_entries(self.model, self.seq_len, self.second_order, self.p, self.workspace, self.example_input)
 
     def look_ahead(self) -> float:
         """γ² of the weights as they are now, by the κ pass that the next step would run anyway (kept
         for it): the safeguard's check costs nothing extra when κ is recomputed every step."""
-        self._ahead = (weights_signature(self.names), kappa_entries(self.model, self.seq_len, self.second_order, self.p,
-                                                        self.workspace))
+        self._ahead = (weights_signature(self.names), self._entries())
         return float(self._ahead[1][1])
 
     def gamma2(self) -> float:
         """γ²_net (γ_p^p for an MLP) of the model's weights as they are now."""
         if self.kappa_every == 1:  # the next step's κ pass gives it, and is kept for that step
             return self.look_ahead()
+        if self.example_input is not None:  # a model that is not ours: its squared network gives γ²
+            return float(self._entries()[1])
         return float(path_norm(self.model, seq_len=self.seq_len, p=self.p))
 
     def kappa_due(self, steps: int, params, state) -> bool:
@@ -150,8 +156,9 @@ class PathSGD(Optimizer):
     """Path-SGD: SGD on path-normalized gradients (eq. 8), optionally with momentum.
 
     Args:
-        model: a :class:`ReLURNN` or :class:`MLP` (the optimizer reads its geometry, so it takes the
-            model, not a parameter list).
+        model: the network (the optimizer reads its geometry, so it takes the model, not a parameter
+            list): a :class:`ReLURNN`, an :class:`MLP` (exact fast routes), or any torch.nn model made of
+            the layers :mod:`plainrnn.path.generic` lists, with ``example_input``.
         lr: η.
         seq_len: T, the unrolled length (recurrent models).
         second_order: add κ2 (exact ½∂²γ²/∂p²; O(T H³) extra per recurrent layer).
@@ -173,12 +180,22 @@ class PathSGD(Optimizer):
             accepted step is too (Theorem 2 holds). ``param_groups[0]["path_backtracks"]`` counts the
             halvings so far.
         max_backtracks: halvings allowed per step with ``max_path_growth``.
+        example_input: for a model that is not ours, one batch shaped like the real input; κ comes from
+            its squared network at the all-ones input of that shape (Theorem 3).
+        max_unit_step: the per-unit trust region ρ (None: off). Each unit's incoming step is scaled
+            down so that its length in the κ metric is at most ρ times that of the unit's incoming
+            weights (:meth:`_limit_unit_steps`). It answers the failure measured on the adding problem:
+            a unit that carries almost no path mass gets a step of 100 % of its weights or more,
+            though the whole step is tiny in the κ metric, and its recurrent self-loop then grows γ²
+            like W[j,j]^{2T}. Rescaling-invariant (Theorem 2 holds). ``param_groups[0]["path_unit_clips"]``
+            counts the unit steps limited so far.
     """
 
     def __init__(self, model, lr: float, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,
                  momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
                  lr_scale="path_norm", kappa_every: int = 1, fused: bool | None = None,
-                 max_path_growth: float | None = None, max_backtracks: int = 10):
+                 max_path_growth: float | None = None, max_backtracks: int = 10, max_unit_step: float | None = None,
+                 example_input: torch.Tensor | None = None):
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
         if momentum < 0:
@@ -191,10 +208,16 @@ class PathSGD(Optimizer):
             raise ValueError(f"max_path_growth must be None or a number > 0, got {max_path_growth!r}")
         if not isinstance(max_backtracks, int) or max_backtracks < 0:
             raise ValueError(f"max_backtracks must be an integer >= 0, got {max_backtracks!r}")
-        if fused and max_path_growth is not None:
-            raise ValueError("fused=True cannot take max_path_growth: the safeguard checks γ² after the update")
+        if max_unit_step is not None and not (isinstance(max_unit_step, (int, float)) and max_unit_step > 0):
+            raise ValueError(f"max_unit_step must be None or a number > 0, got {max_unit_step!r}")
+        if fused and (max_path_growth is not None or max_unit_step is not None):
+            raise ValueError("fused=True cannot take max_path_growth or max_unit_step: both act on the whole step "
+                             "before or after the update")
         self.max_path_growth, self.max_backtracks = max_path_growth, max_backtracks
-        self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
+        self.max_unit_step = max_unit_step
+        self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every, example_input)
+        if max_unit_step is not None:
+            self._unit_groups = unit_groups(model)
         # An MLP without momentum takes the fused route when the kernel builds (plainrnn.optim.fused_mlp):
         # same update, same κ, same state_dict, one pass over each matrix instead of four.
         if fused not in (None, True, False):
@@ -203,10 +226,11 @@ class PathSGD(Optimizer):
             raise ValueError("fused=True needs momentum=0: the fused route has no momentum buffer")
         if fused and not FusedMLPStep.supports(model, p):
             raise RuntimeError(f"fused=True: {FusedMLPStep.unsupported_reason(model, p)}")
-        use_fused = fused is not False and max_path_growth is None and FusedMLPStep.supports(model, p)
+        use_fused = (fused is not False and max_path_growth is None and max_unit_step is None
+                     and FusedMLPStep.supports(model, p))
         self._fused = FusedMLPStep(model) if use_fused else None
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, path_scale=None, path_steps=0, path_backtracks=0)
+                        nesterov=nesterov, path_scale=None, path_steps=0, path_backtracks=0, path_unit_clips=0)
         super().__init__(_model_params(model), defaults)
 
     @torch.no_grad()
@@ -234,12 +258,12 @@ class PathSGD(Optimizer):
         if guard:
             before = [(p, p.detach().clone()) for params in with_grad for p in params]
         deferred = self.geometry.normalize_([p for params in with_grad for p in params], first, self.state,
-                                            defer_columns=not guard)
+                                            defer_columns=not guard and self.max_unit_step is None)
         if guard:  # γ² of the weights before the step: this step's κ pass, or a path-norm pass
             gamma2_before = self.geometry.gamma2_now
             if gamma2_before is None:
                 gamma2_before = self.geometry.gamma2()
-        moves = []  # (param, direction, lr) of this step, for the safeguard
+        moves = []  # (param, direction, lr) of this step
         for group, params in zip(self.param_groups, with_grad):
             group["path_scale"], group["path_steps"] = first["path_scale"], first["path_steps"]
             for param in params:
@@ -260,12 +284,59 @@ class PathSGD(Optimizer):
                     else:
                         buf.mul_(group["momentum"]).add_(direction, alpha=1 - group["dampening"])
                     direction = direction.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-                param.add_(direction, alpha=-group["lr"])
-                if guard:
-                    moves.append((param, direction, group["lr"]))
+                moves.append((param, direction, group["lr"]))
+        if self.max_unit_step is not None:
+            moves = self._limit_unit_steps(moves, first)
+        for param, direction, lr in moves:
+            param.add_(direction, alpha=-lr)
         if guard:
             self._backtrack(before, moves, gamma2_before, first)
         return loss
+
+    def _limit_unit_steps(self, moves, first: dict):
+        """The per-unit trust region (``max_unit_step`` = ρ). For every unit j, with E_j its incoming
+        edges (the rows j of its layer's parameters, :func:`plainrnn.path.units.unit_groups`) and
+        Δ = lr · direction the step:
+
+            r_j = sqrt( Σ_{e∈E_j} κ_e Δ_e² / Σ_{e∈E_j} κ_e w_e² ),     Δ_e ← Δ_e · min(1, ρ / r_j).
+
+        Both sums are invariant under node-wise rescaling edge by edge (κ_e Δ_e² and κ_e w_e² are,
+        because eq. 8's Δ_e scales like w_e), so r_j and the clipped step are too: Theorem 2 holds.
+        A unit without incoming mass (Σ κ_e w_e² = 0) has no scale to compare with and is left alone."""
+        by_name = {self.geometry.names[param]: (param, direction, lr) for param, direction, lr in moves}
+        factors = {}
+        unit_dim = {}
+        for group in self._unit_groups:
+            present = [name for name, _ in group if name in by_name]
+            if not present:
+                continue
+            step = mass = None
+            for name, dim in group:
+                if name not in by_name:
+                    continue
+                param, direction, lr = by_name[name]
+                kappa = self.state[param]["kappa"]
+                unit_dim[name] = dim
+                part_step = row_quadratic(kappa, direction, dim) * (lr * lr)
+                part_mass = row_quadratic(kappa, param, dim)
+                step = part_step if step is None else step + part_step
+                mass = part_mass if mass is None else mass + part_mass
+            ratio = torch.where(mass > 0, step / mass, torch.zeros_like(step)).sqrt()
+            factor = torch.where(ratio > self.max_unit_step, self.max_unit_step / ratio, torch.ones_like(ratio))
+            for name in present:
+                factors[name] = factor
+            first["path_unit_clips"] = (first.get("path_unit_clips") or 0) + int((factor < 1).sum())
+        limited = []
+        for param, direction, lr in moves:
+            factor = factors.get(self.geometry.names[param])
+            if factor is not None and bool((factor < 1).any()):
+                shape = [1] * direction.dim()
+                shape[unit_dim[self.geometry.names[param]]] = -1
+                direction = direction * factor.to(direction.dtype).reshape(shape)  # never in place: may be a buffer
+            limited.append((param, direction, lr))
+        for group in self.param_groups:
+            group["path_unit_clips"] = first["path_unit_clips"]
+        return limited
 
     def state_dict(self):
         """As torch.optim's, with κ stored as plain tensors: it loads with ``weights_only=True``."""
@@ -308,10 +379,10 @@ class PathNormalized(Optimizer):
     """
 
     def __init__(self, optimizer_cls, model, seq_len: int | None = None, second_order: bool = False,
-                 p: float = 2.0, lr_scale="path_norm", kappa_every: int = 1, **kwargs):
+                 p: float = 2.0, lr_scale="path_norm", kappa_every: int = 1, example_input=None, **kwargs):
         if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, Optimizer)):
             raise TypeError(f"optimizer_cls must be a torch.optim.Optimizer class, got {optimizer_cls!r}")
-        self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every)
+        self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every, example_input)
         self.inner = optimizer_cls(_model_params(model), **kwargs)
         self._scale = {"path_scale": None, "path_steps": 0}
         # κ cache kept apart from the inner state: optimizers like Adam initialize a param's state

@@ -46,6 +46,7 @@ class RunConfig:
     path_momentum: float = 0.0           # path-sgd: momentum on the path-normalized direction
     bias: bool = True                    # plain RNNs: biases (the 2016 paper's equations have none)
     max_path_growth: float | None = None # Path-SGD's γ² safeguard: undo and halve a step that raises γ² more than this
+    max_unit_step: float | None = None   # Path-SGD's per-unit trust region ρ in the κ metric (None: off)
     grad_norms_every: int = 0           # record ‖∂L/∂h_t‖ for every t every N steps (0: never)
     dropout: float = 0.0                 # MLP only: dropout on hidden units (the 2015 paper uses 0.5)
     data_dir: str | None = None          # dataset cache; default $PLAINRNN_DATA or ~/.cache/plainrnn
@@ -118,6 +119,10 @@ class RunConfig:
              self.max_path_growth)
         if self.max_path_growth is not None and self.optimizer != "path-sgd":
             raise ValueError(f"max_path_growth is Path-SGD's safeguard; it needs optimizer path-sgd, not {self.optimizer}")
+        need(self.max_unit_step is None or self.max_unit_step > 0, "max_unit_step", "> 0 (or unset)",
+             self.max_unit_step)
+        if self.max_unit_step is not None and self.optimizer != "path-sgd":
+            raise ValueError(f"max_unit_step is Path-SGD's trust region; it needs optimizer path-sgd, not {self.optimizer}")
         if self.kappa2 and not self.optimizer.startswith("path"):
             # κ2 only enters a path-normalized step; silently ignoring it would mislead a sweep.
             raise ValueError(f"kappa2 needs optimizer path-sgd or path-adam, not {self.optimizer}")
@@ -137,6 +142,8 @@ def _coerce(field: str, value, annotation: str):
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
         if "None" in kinds:
             return None
+        if kinds == ["str"] and isinstance(value, str) and value.lower() == "none":
+            return "none"  # a word some string fields allow (path_lr_scale=none), not an empty value
         raise ValueError(f"{field} cannot be empty")
     for kind in kinds:
         try:

@@ -178,6 +178,7 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
                              wall_s=round(elapsed + time.perf_counter() - start, 3))
             if "path_backtracks" in optimizer.param_groups[0]:  # the γ² safeguard's halvings so far
                 last_eval["path_backtracks"] = optimizer.param_groups[0]["path_backtracks"]
+                last_eval["path_unit_clips"] = optimizer.param_groups[0].get("path_unit_clips", 0)
             if getattr(task, "train_size", None):  # image sets: curves against epochs, as the papers draw them
                 last_eval["epoch"] = round(step * cfg.batch_size / task.train_size, 4)
             if cfg.eval_train:  # the 2015 paper's panels: training cross-entropy and training error

@@ -1,0 +1,105 @@
+"""PathSGD's per-unit trust region (max_unit_step): each unit's incoming step, measured in the κ
+metric, is at most ρ times its incoming weights; units within the bound take the plain step; and the
+rule is invariant under node-wise rescaling (the Theorem-2 test in test_path_sgd.py covers it too)."""
+import copy
+
+import pytest
+import torch
+
+import plainrnn as pr
+from oracles import regression_batches as _batches, small_relu_rnn
+
+# Each unit's incoming edges, by hand: rows j of the hidden layer's three parameters, and rows k of
+# the output layer's two (an oracle independent of plainrnn.path.units).
+_LAYERS = (("weight_ih_l0", "weight_hh_l0", "bias_l0"), ("weight_out", "bias_out"))
+
+
+def _unit_ratios(kappa, before, after, layers=_LAYERS):
+    """r_j = sqrt(Σ κ Δ² / Σ κ w²) over each unit's incoming edges, from the dense κ."""
+    ratios = []
+    for names in layers:
+        step = sum((kappa[n] * (after[n] - before[n]) ** 2).reshape(len(before[n]), -1).sum(1) for n in names)
+        mass = sum((kappa[n] * before[n] ** 2).reshape(len(before[n]), -1).sum(1) for n in names)
+        ratios.append((step / mass).sqrt())
+    return torch.cat(ratios)
+
+
+def _one_step(model, rho, lr, batch):
+    x, y = batch
+    opt = pr.optim.PathSGD(model, lr=lr, seq_len=7, max_unit_step=rho)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    kappa = pr.path.kappa(model, seq_len=7)
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+    after = {n: p.detach().clone() for n, p in model.named_parameters()}
+    return _unit_ratios(kappa, before, after), opt
+
+
+def test_every_unit_step_is_within_the_bound_and_the_bound_is_reached():
+    free, _ = _one_step(small_relu_rnn(), None, 0.5, _batches(1)[0])
+    rho = float(free.median())  # half the units must be limited
+    limited, opt = _one_step(small_relu_rnn(), rho, 0.5, _batches(1)[0])
+    assert (free > rho * 1.01).sum() >= 3, "the test needs units that the bound must limit"
+    assert limited.max() <= rho * (1 + 1e-12)
+    over = free > rho
+    torch.testing.assert_close(limited[over], torch.full_like(limited[over], rho), rtol=1e-12, atol=0)
+    torch.testing.assert_close(limited[~over], free[~over], rtol=1e-12, atol=0)  # the others: the plain step
+    assert opt.param_groups[0]["path_unit_clips"] == int(over.sum())
+
+
+def test_a_loose_bound_is_the_plain_step():
+    a, b = small_relu_rnn(), small_relu_rnn()
+    batches = _batches(5)
+    for model, rho in ((a, None), (b, 1e6)):
+        opt = pr.optim.PathSGD(model, lr=1e-2, seq_len=7, max_unit_step=rho)
+        for x, y in batches:
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_the_bound_keeps_theorem_2_with_limits_happening():
+    model = small_relu_rnn()
+    g = torch.Generator().manual_seed(3)
+    alphas = [torch.exp(2 * torch.randn(6, generator=g, dtype=torch.float64))]
+    rescaled = copy.deepcopy(model)
+    pr.path.rescale_(rescaled, alphas)
+    opts = []
+    for net in (model, rescaled):
+        opt = pr.optim.PathSGD(net, lr=0.3, seq_len=7, max_unit_step=0.01)
+        for x, y in _batches(10):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(net(x), y).backward()
+            opt.step()
+        opts.append(opt)
+    assert opts[0].param_groups[0]["path_unit_clips"] > 10
+    assert opts[0].param_groups[0]["path_unit_clips"] == opts[1].param_groups[0]["path_unit_clips"]
+    pr.path.rescale_(model, alphas)
+    for p, q in zip(model.parameters(), rescaled.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-12)
+
+
+def test_the_mlp_groups_weights_with_their_biases():
+    """On an MLP a unit's incoming edges are its weight row and its bias: the bound holds over both."""
+    torch.manual_seed(0)
+    model = pr.MLP(4, [5], 3).double()
+    x, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    kappa = pr.path.kappa(model)
+    opt = pr.optim.PathSGD(model, lr=0.5, max_unit_step=0.05)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    after = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ratios = _unit_ratios(kappa, before, after, layers=(("layers.0.weight", "layers.0.bias"),
+                                                          ("layers.1.weight", "layers.1.bias")))
+    assert ratios.max() <= 0.05 * (1 + 1e-12)
+    assert (ratios > 0.05 * (1 - 1e-9)).sum() == opt.param_groups[0]["path_unit_clips"] > 0
+
+
+def test_bad_bounds_are_named():
+    with pytest.raises(ValueError, match="max_unit_step must be None or a number > 0, got 0"):
+        pr.optim.PathSGD(small_relu_rnn(), lr=1e-3, seq_len=7, max_unit_step=0)
+    with pytest.raises(ValueError, match="fused=True cannot take max_path_growth or max_unit_step"):
+        pr.optim.PathSGD(pr.MLP(3, [4], 2), lr=1e-3, fused=True, max_unit_step=0.1)
