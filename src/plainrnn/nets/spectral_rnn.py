@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..stiefel.spectral import singular_values, spectrum_of
 from .init import recurrent_matrix
 
 NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
@@ -110,10 +111,7 @@ class SpectralRNN(nn.Module):
 
     def singular_values(self, layer: int = 0) -> torch.Tensor:
         """s of eq. 10: 2m(σ(p) − 0.5) + 1 with a margin, p itself without."""
-        p = self.spectrum(layer)
-        if self.margin is None:
-            return p
-        return 2 * self.margin * (torch.sigmoid(p) - 0.5) + 1
+        return singular_values(self.spectrum(layer), self.margin)
 
     def recurrent_weight(self, layer: int = 0) -> torch.Tensor:
         """The composite H×H transition W = U diag(s) Vᵀ."""
@@ -127,14 +125,7 @@ class SpectralRNN(nn.Module):
         U, S, Vh = torch.linalg.svd(weight.to(torch.float64))
         self.U(layer).copy_(U)
         self.V(layer).copy_(Vh.t())
-        if self.margin is None:
-            self.spectrum(layer).copy_(S)
-        elif self.margin == 0:
-            self.spectrum(layer).zero_()
-        else:
-            m = self.margin
-            frac = ((S - 1) / (2 * m) + 0.5).clamp(1e-6, 1 - 1e-6)
-            self.spectrum(layer).copy_(torch.logit(frac))
+        self.spectrum(layer).copy_(spectrum_of(S, self.margin))
 
     # ------------------------------------------------------------------------------------ forward
     def _activation(self, z: torch.Tensor) -> torch.Tensor:

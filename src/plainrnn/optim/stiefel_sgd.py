@@ -7,6 +7,7 @@ import torch
 from torch.optim import Optimizer
 
 from ..stiefel.cayley import cayley_step, orthogonality_error, reorthonormalize_
+from ..stiefel.spectral import spectral_factors
 
 
 class StiefelSGD(Optimizer):
@@ -138,14 +139,25 @@ def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=to
                        orth_method: str = "auto", **kwargs) -> Combined:
     """The 2017 paper's setup: geodesic SGD on every U and V at ``orth_lr``, ``optimizer_cls`` (RMSprop)
     on the rest at ``lr``, except the spectrum parameters p whose lr is divided by 2m: eq. 10 scales
-    the gradient reaching p by 2m, and this undoes it (not done for m = 0, where p has no effect)."""
-    orthogonal = model.orthogonal_parameters()
-    ids = {id(p) for p in orthogonal}
-    spectra = [model.spectrum(k) for k in range(model.num_layers)]
-    ids_spectra = {id(p) for p in spectra}
-    rest = [p for p in model.parameters() if id(p) not in ids and id(p) not in ids_spectra and p.requires_grad]
-    groups = [dict(params=rest)]
-    margin = getattr(model, "margin", None)
-    spectrum_lr = lr / (2 * margin) if margin else lr
-    groups.append(dict(params=spectra, lr=spectrum_lr))
+    the gradient reaching p by 2m, and this undoes it (not done for m = 0, where p has no effect).
+
+    ``model``: a :class:`~plainrnn.nets.SpectralRNN`, or any model with weights factored by
+    :func:`plainrnn.stiefel.spectral_` (each with its own margin)."""
+    if hasattr(model, "orthogonal_parameters"):
+        orthogonal = model.orthogonal_parameters()
+        margins = [getattr(model, "margin", None)] * model.num_layers
+        spectra = [model.spectrum(k) for k in range(model.num_layers)]
+    else:
+        factors = spectral_factors(model)
+        if not factors:
+            raise ValueError(f"{type(model).__name__} has no spectral factors: apply plainrnn.stiefel.spectral_(module, "
+                             "name, margin) to a square weight first")
+        orthogonal = [M for _, _, U, _, V in factors for M in (U, V)]
+        margins = [factor.margin for _, factor, _, _, _ in factors]
+        spectra = [p for _, _, _, p, _ in factors]
+    taken = {id(p) for p in orthogonal} | {id(p) for p in spectra}
+    rest = [p for p in model.parameters() if id(p) not in taken and p.requires_grad]
+    groups = [dict(params=rest)] if rest else []
+    for spectrum, margin in zip(spectra, margins):
+        groups.append(dict(params=[spectrum], lr=lr / (2 * margin) if margin else lr))
     return Combined(StiefelSGD(orthogonal, lr=orth_lr, method=orth_method), optimizer_cls(groups, lr=lr, **kwargs))

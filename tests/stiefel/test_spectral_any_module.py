@@ -1,0 +1,95 @@
+"""spectral_ on any module's square weight (torch.nn.utils.parametrize) and spectral_optimizer on any
+model: the factored weight starts as the module's own, U and V stay orthogonal, the singular values
+stay in [1 − m, 1 + m], and the training loss goes down."""
+import pytest
+import torch
+from torch import nn
+
+import plainrnn as pr
+
+
+class _Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(3, 8, nonlinearity="relu", batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        h, _ = self.rnn(x)
+        return self.head(h[:, -1])
+
+
+def _data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(32, 10, 3, generator=g, dtype=torch.float64)
+    return x, x[:, :3, 0].sum(1, keepdim=True)
+
+
+def test_without_a_margin_the_factored_weight_is_the_original_one():
+    torch.manual_seed(0)
+    model = _Model().double()
+    x, _ = _data()
+    before = model(x).detach()
+    weight = model.rnn.weight_hh_l0.detach().clone()
+    pr.stiefel.spectral_(model.rnn, "weight_hh_l0")
+    torch.testing.assert_close(model.rnn.weight_hh_l0, weight, rtol=0, atol=1e-12)
+    torch.testing.assert_close(model(x), before, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.1, None])
+def test_training_keeps_u_v_orthogonal_and_s_in_the_margin(margin):
+    torch.manual_seed(0)
+    model = _Model().double()
+    pr.stiefel.spectral_(model.rnn, "weight_hh_l0", margin=margin)
+    opt = pr.optim.spectral_optimizer(model, lr=1e-2, orth_lr=1e-2)
+    (name, _, U, p, V), = pr.stiefel.spectral_factors(model)
+    assert name == "rnn.weight_hh_l0"
+    x, y = _data()
+    losses = []
+    U0 = U.detach().clone()
+    for _ in range(60):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    eye = torch.eye(8, dtype=torch.float64)
+    torch.testing.assert_close(U.t() @ U, eye, rtol=0, atol=1e-10)
+    torch.testing.assert_close(V.t() @ V, eye, rtol=0, atol=1e-10)
+    assert (U - U0).abs().max() > 1e-3  # the geodesic steps moved U
+    s = torch.linalg.svdvals(model.rnn.weight_hh_l0.detach())
+    if margin is not None:
+        assert s.min() >= 1 - margin - 1e-9 and s.max() <= 1 + margin + 1e-9
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_a_linear_weight_and_a_scheduler():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    pr.stiefel.spectral_(net[0], margin=0.5)
+    opt = pr.optim.spectral_optimizer(net, lr=1e-2, orth_lr=1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    seen = []
+    opt.register_step_post_hook(lambda *_: seen.append(True))
+    x = torch.randn(8, 4)
+    for _ in range(2):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+        sched.step()
+    assert seen == [True, True]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([2.5e-4, 2.5e-3, 2.5e-3 / (2 * 0.5)])
+
+
+def test_bad_calls_are_named():
+    with pytest.raises(ValueError, match=r"square weight; Linear.weight has shape \(3, 4\)"):
+        pr.stiefel.spectral_(nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="RNN has no weight named 'weight'"):
+        pr.stiefel.spectral_(nn.RNN(3, 4))
+    rnn = pr.stiefel.spectral_(nn.RNN(3, 4), "weight_hh_l0")
+    with pytest.raises(ValueError, match="already parametrized"):
+        pr.stiefel.spectral_(rnn, "weight_hh_l0")
+    with pytest.raises(ValueError, match="margin must be None or a number >= 0"):
+        pr.stiefel.spectral_(nn.Linear(3, 3), margin=-1)
+    with pytest.raises(ValueError, match="has no spectral factors"):
+        pr.optim.spectral_optimizer(nn.Linear(3, 3), lr=1e-3)
