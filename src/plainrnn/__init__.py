@@ -4,8 +4,8 @@
     model = pr.ReLURNN(2, 100, 1)
     opt = pr.optim.PathSGD(model, lr=1e-3, seq_len=100)
 """
-from . import nets, optim, path, stiefel
+from . import nets, optim, path, stiefel, tasks
 from .nets import LSTM, MLP, ReLURNN, SpectralRNN
 
 __version__ = "0.1.0"
-__all__ = ["ReLURNN", "SpectralRNN", "MLP", "LSTM", "nets", "path", "optim", "stiefel", "__version__"]
+__all__ = ["ReLURNN", "SpectralRNN", "MLP", "LSTM", "nets", "path", "optim", "stiefel", "tasks", "__version__"]
