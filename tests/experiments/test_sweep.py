@@ -270,3 +270,31 @@ def test_report_draws_the_2015_panels_with_each_unbalanced_curve_beside_its_twin
     table = curves_table([str(tmp_path)])
     assert "| init=balanced | 0.5 / 10.00 / 10.00 | 0.25 / 10.00 / 10.00 | finished |" in table
     assert "| init=unbalanced | 0.5 / 20.00 / 20.00 | 0.25 / 20.00 / 20.00 | finished |" in table
+
+
+def test_a_trial_cut_short_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path):
+    from plainrnn.experiments.sweep import build_trials, run_trial
+    from plainrnn.train import RunConfig, train
+    base = _base(tmp_path, "optimizer=path-sgd", "checkpoint_every=5", "steps=20", "eval_every=5")
+    whole, cut = (build_trials(base, [dict(lr="1e-2")], 1, tmp_path / name)[0]["config"] for name in ("a", "b"))
+    reference = run_trial(whole)
+    train(RunConfig(**cut), progress=False, stop_after=12)  # killed after step 12: last checkpoint at 10
+    resumed = run_trial(cut)
+    assert resumed["status"] == "resumed"
+    rows = [json.loads(line) for line in open(Path(resumed["run_dir"]) / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]
+    assert resumed["test_metric"] == reference["test_metric"] and resumed["valid_metric"] == reference["valid_metric"]
+
+
+def test_a_run_made_before_a_config_key_existed_is_still_reused(tmp_path):
+    from plainrnn.experiments.sweep import build_trials, run_trial
+    config = build_trials(_base(tmp_path), [dict(lr="1e-2")], 1, tmp_path / "s")[0]["config"]
+    first = run_trial(config)
+    saved = Path(first["run_dir"]) / "config.json"
+    old = json.loads(saved.read_text())
+    del old["max_unit_step"]  # as written by a version without that option
+    saved.write_text(json.dumps(old))
+    assert run_trial(config)["status"] == "reused"
+    old["removed_option"] = 1
+    saved.write_text(json.dumps(old))
+    assert run_trial(config)["status"] == "ok"  # a config that no longer fits is run afresh

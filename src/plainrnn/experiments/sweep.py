@@ -2,8 +2,8 @@
 
 Each trial is one ``train`` run in ``<out>/<sweep>/<setting>-s<seed>``. A trial that raises is
 recorded as failed and never stops the others; a diverged trial is a result, counted in the table.
-A trial whose ``summary.json`` already exists with the same config is reused, so re-running a sweep
-after a crash only runs what is missing.
+A trial whose ``summary.json`` already exists with the same config is reused, and one with only a
+checkpoint resumes from it, so re-running a sweep after a crash only runs what is missing.
 
 Selection follows the papers: for each setting, the median validation metric over its seeds
 (diverged seeds count as the worst); the setting with the best median is selected and its test
@@ -70,6 +70,15 @@ def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir
     return trials
 
 
+def _same_config(saved: dict, config: dict) -> bool:
+    """Whether a run directory's config is this trial's. A key added to RunConfig since the run was
+    made takes its default, so a new option does not invalidate the runs that never set it."""
+    try:
+        return dataclasses.asdict(RunConfig(**saved)) == config
+    except TypeError:  # a key that RunConfig no longer has
+        return False
+
+
 def run_trial(config: dict, threads: int = 1) -> dict:
     """One trial in the current process; exceptions become a 'failed' record."""
     import torch
@@ -78,10 +87,12 @@ def run_trial(config: dict, threads: int = 1) -> dict:
     cfg = RunConfig(**config)
     run_dir = Path(cfg.out) / cfg.run_name()
     done = run_dir / "summary.json"
-    if done.exists() and (run_dir / "config.json").exists():
-        if json.loads((run_dir / "config.json").read_text()) == config:
-            return dict(json.loads(done.read_text()), status="reused")
+    same = (run_dir / "config.json").exists() and _same_config(json.loads((run_dir / "config.json").read_text()), config)
+    if same and done.exists():
+        return dict(json.loads(done.read_text()), status="reused")
     try:
+        if same and (run_dir / "checkpoint.pt").exists():  # a trial cut short (killed, machine lost): go on
+            return dict(train(cfg, progress=False, resume_from=run_dir), status="resumed")
         return dict(train(cfg, progress=False), status="ok")
     except Exception as e:  # noqa: BLE001 – one failing trial must never kill the sweep
         return dict(status="failed", error=f"{e.__class__.__name__}: {e}", run_dir=str(run_dir), diverged=False,
