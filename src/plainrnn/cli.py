@@ -117,6 +117,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--tensorboard", "also log scalars for TensorBoard in <run dir>/tensorboard", "off", action="store_true")
     add("--seed", "random seed: same seed, same numbers", d.seed, type=_number(int, 0))
     add("--data-dir", "dataset cache", "$PLAINRNN_DATA or ~/.cache/plainrnn")
+    add("--device", "where the model trains: cpu, cuda, cuda:N, or auto (cuda when torch sees a GPU); the κ "
+        "passes and Cayley steps follow the model, the C++ kernel is the CPU route", d.device)
     add("--out", "parent directory of run directories", d.out)
     add("--name", "run directory name", "built from the settings")
 
@@ -126,6 +128,8 @@ def _given(args, command_fields=("config", "set", "resume", "json", "quiet", "fu
 
 
 def _cmd_train(args) -> int:
+    import torch
+
     from .tasks import DataError
     from .train import resume, train
     from .train.config import load_config, parse_overrides
@@ -138,6 +142,10 @@ def _cmd_train(args) -> int:
             summary = train(cfg, progress=False if args.quiet else None)
     except (ValueError, DataError, FileNotFoundError) as e:
         return _fail("train", e)
+    except torch.OutOfMemoryError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+        return _fail("train", ValueError(f"out of memory ({first}); lower --hidden, --seq-len or --batch-size, "
+                                         "or use a device with more memory"))
     if args.json:
         print(json.dumps(summary))
     else:

@@ -19,7 +19,8 @@ from .plots import plot_learning_curves, plot_mlp_panels, read_metrics
 
 _IGNORED = ("seed", "name", "out", "data_dir")
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
-               "input_scale", "clip", "steps", "nonlinearity", "batch_size")
+               "input_scale", "clip", "steps", "nonlinearity", "batch_size", "bias", "path_lr_scale", "path_momentum",
+               "max_path_growth", "max_unit_step")
 
 
 def find_runs(paths: list[str]) -> list[Path]:

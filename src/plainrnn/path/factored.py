@@ -50,7 +50,7 @@ def inverse(kappa: torch.Tensor, scale: float) -> torch.Tensor:
     """scale / κ in float64, with the dead-unit guard: where κ = 0 (no path reaches the edge, so
     ∂L/∂p = 0 too) or where the ratio is not finite, the factor is 0, so the parameter does not move."""
     inv = scale / kappa.double()
-    return torch.where(torch.isfinite(inv), inv, torch.zeros((), dtype=inv.dtype))
+    return torch.where(torch.isfinite(inv), inv, torch.zeros((), dtype=inv.dtype, device=inv.device))
 
 
 # A factor applied in the gradient's own float32 stays within [2^-50, 2^50], so that the factor, and the

@@ -198,8 +198,9 @@ class SquaredNetwork:
                 self.rnns[name] = stand_in
         self.module = squared
         floating = example_input.is_floating_point()
-        self.input = (torch.ones(example_input.shape, dtype=_DTYPE) if floating
-                      else torch.zeros(example_input.shape, dtype=example_input.dtype))
+        device = next((p.device for p in model.parameters()), example_input.device)
+        self.input = (torch.ones(example_input.shape, dtype=_DTYPE, device=device) if floating
+                      else torch.zeros(example_input.shape, dtype=example_input.dtype, device=device))
 
     def kappa(self, model: nn.Module, second_order: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """({name: κ}, γ²) for the weights of ``model`` as they are now, in float64."""
@@ -228,7 +229,7 @@ class SquaredNetwork:
         grads = torch.stack([a.grad if a.grad is not None else torch.zeros_like(a) for a in layer])
         values = values.reshape(values.shape[0], -1, values.shape[-1])
         grads = grads.reshape(grads.shape[0], -1, grads.shape[-1])
-        zero = torch.zeros(1, Q.shape[0], dtype=_DTYPE)
+        zero = torch.zeros(1, Q.shape[0], dtype=_DTYPE, device=Q.device)
         for b in range(values.shape[1]):
             total += kappa2_recurrent(Q, torch.cat([zero, values[:, b]]), grads[:, b])
         return total

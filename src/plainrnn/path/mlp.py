@@ -80,8 +80,9 @@ def sweep_layers(layers, p: float, dtype: torch.dtype, workspace: dict | None = 
     updated in the same pass, before its products: the vectors returned are those of the updated
     network (biases must already be updated)."""
     L = len(layers)
-    gin = [torch.ones(layers[0].in_features, dtype=dtype)] + [None] * L
-    gout = [None] * (L - 1) + [torch.ones(layers[-1].out_features, dtype=dtype)]
+    device = layers[0].weight.device
+    gin = [torch.ones(layers[0].in_features, dtype=dtype, device=device)] + [None] * L
+    gout = [None] * (L - 1) + [torch.ones(layers[-1].out_features, dtype=dtype, device=device)]
 
     def visit(k: int, forward: bool, backward: bool, update: bool) -> None:
         W = layers[k].weight.detach()  # the parameter itself: an update must land in it

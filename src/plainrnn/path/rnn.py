@@ -66,7 +66,8 @@ def squared_pass(model, seq_len: int) -> SquaredPass:
     if seq_len is None or int(seq_len) < 1:
         raise ValueError(f"a recurrent model needs seq_len >= 1 for its path geometry, got {seq_len!r}")
     T, H, d = int(seq_len), model.hidden_size, model.num_layers
-    emitted = torch.zeros(T, dtype=torch.bool)
+    device = model.weight_hh(0).device  # every tensor of the pass lives where the model does
+    emitted = torch.zeros(T, dtype=torch.bool, device=device)
     if model.output == "all":
         emitted[:] = True
     else:
@@ -84,7 +85,7 @@ def squared_pass(model, seq_len: int) -> SquaredPass:
             drive = Qin[0].sum(1)
             if C[0] is not None:
                 drive = drive + C[0]
-            a = torch.zeros(T + 1, H, dtype=_DTYPE)
+            a = torch.zeros(T + 1, H, dtype=_DTYPE, device=device)
             torch.cumsum(krylov_rows(Q[0], drive, T), 0, out=a[1:])
             A.append(a)
             below = a
@@ -92,7 +93,7 @@ def squared_pass(model, seq_len: int) -> SquaredPass:
         drives = below[1:] @ Qin[k].t()
         if C[k] is not None:
             drives = drives + C[k]
-        a = torch.zeros(T + 1, H, dtype=_DTYPE)
+        a = torch.zeros(T + 1, H, dtype=_DTYPE, device=device)
         Qk = Q[k]
         for t in range(T):
             torch.addmv(drives[t], Qk, a[t], out=a[t + 1])
@@ -115,7 +116,7 @@ def squared_pass(model, seq_len: int) -> SquaredPass:
             K = krylov_rows(QkT, out_sum, T)
             G[k] = (torch.cumsum(K, 0) if model.output == "all" else K).flip(0)
         else:
-            g = torch.zeros(T + 1, H, dtype=_DTYPE)  # row T is g_{T+1} = 0
+            g = torch.zeros(T + 1, H, dtype=_DTYPE, device=device)  # row T is g_{T+1} = 0
             for t in reversed(range(T)):
                 torch.addmv(above[t], QkT, g[t + 1], out=g[t])
             G[k] = g[:T]
@@ -133,8 +134,8 @@ def path_norm(model, seq_len: int) -> torch.Tensor:
 def kappa2_recurrent(Q: torch.Tensor, A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """κ2 of one recurrent matrix (module docstring), by the backward recursion over s."""
     T, H = G.shape
-    B = torch.zeros(H, H, dtype=_DTYPE)
-    M = torch.zeros(H, H, dtype=_DTYPE)
+    B = torch.zeros(H, H, dtype=_DTYPE, device=Q.device)
+    M = torch.zeros(H, H, dtype=_DTYPE, device=Q.device)
     # s runs from T−1 down to 2 (B_T = 0, and a(0) = 0 makes s = 1 vanish). Row s of G is g(s+1).
     for s in range(T - 1, 1, -1):
         B = torch.addmm(torch.diag(G[s]), Q, B)   # B_s = diag(g(s+1)) + Q B_{s+1}
@@ -150,7 +151,7 @@ def kappa_entries(model, seq_len: int, second_order: bool = False) -> tuple[dict
         g, a = sp.G[k], sp.A[k]
         g_sum = g.sum(0)
         if k == 0:
-            out["weight_ih_l0"] = Outer(g_sum, torch.ones(sp.inputs_per_step, dtype=_DTYPE))
+            out["weight_ih_l0"] = Outer(g_sum, torch.ones(sp.inputs_per_step, dtype=_DTYPE, device=g_sum.device))
         else:
             out[f"weight_ih_l{k}"] = g.t() @ sp.A[k - 1][1:]
         kappa_rec = g.t() @ a[:-1]
@@ -159,7 +160,7 @@ def kappa_entries(model, seq_len: int, second_order: bool = False) -> tuple[dict
         out[f"weight_hh_l{k}"] = kappa_rec
         if model.bias:
             out[f"bias_l{k}"] = g_sum
-    out_rows = torch.ones(model.output_size, dtype=_DTYPE)
+    out_rows = torch.ones(model.output_size, dtype=_DTYPE, device=sp.gamma2.device)
     out["weight_out"] = Outer(out_rows, sp.A[-1][1:][sp.emitted].sum(0))
     if model.bias:
         out["bias_out"] = out_rows * sp.emitted.sum()

@@ -55,7 +55,11 @@ class Task:
         """(mean loss, metric) over ``split``; ``limit`` caps the number of sequences/examples."""
         loss_sum = metric_sum = 0.0
         count = seen = 0
+        param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+        device = param.device if param is not None else None  # evaluate where the model lives
         for x, y in self.eval_batches(split, batch_size):
+            if device is not None:
+                x, y = x.to(device), y.to(device)
             if limit is not None:
                 if seen >= limit:
                     break

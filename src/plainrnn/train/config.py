@@ -36,6 +36,7 @@ class RunConfig:
     eval_train: bool = False             # image sets: also evaluate on (the first eval_limit of) the training set
     full_train: bool = False             # image sets: train on the validation split too (the 2015 paper, after picking lr)
     seed: int = 0
+    device: str = "cpu"                  # cpu, cuda, cuda:N or auto (cuda when torch sees a GPU, else cpu)
     kappa2: bool = False                 # Path-SGD with the second-order term κ2
     margin: float | None = None          # spectral model: singular values in [1-m, 1+m]; None: free
     orth_lr: float = 1e-6                # spectral model: geodesic SGD learning rate on U and V
@@ -119,6 +120,9 @@ class RunConfig:
              self.max_path_growth)
         if self.max_path_growth is not None and self.optimizer != "path-sgd":
             raise ValueError(f"max_path_growth is Path-SGD's safeguard; it needs optimizer path-sgd, not {self.optimizer}")
+        need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:")
+                                                        and self.device[5:].isdigit()),
+             "device", "cpu, cuda, cuda:N or auto", self.device)
         need(self.max_unit_step is None or self.max_unit_step > 0, "max_unit_step", "> 0 (or unset)",
              self.max_unit_step)
         if self.max_unit_step is not None and self.optimizer != "path-sgd":

@@ -77,6 +77,20 @@ def gradient_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([scaled_norm(g) for g in grads]))
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (cuda when torch sees a GPU, else cpu), checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name}: this torch sees no CUDA GPU (a CPU build, or no driver); "
+                             "use --device cpu or auto")
+        index = int(name[5:]) if name.startswith("cuda:") else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(name)
+
+
 def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None,
           stop_after: int | None = None) -> dict:
     """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
@@ -87,12 +101,13 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     rank, world = _distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    data_gen = torch.Generator().manual_seed(cfg.seed)
+    data_gen = torch.Generator().manual_seed(cfg.seed)  # batches are drawn on the CPU, then moved
     init_gen = init_generator(cfg.seed)
     task = make_task(cfg.task, cfg.seq_len, cfg.data_dir, full_train=cfg.full_train)
     spec = task.spec
-    model = build_model(cfg, spec, init_gen)
+    model = build_model(cfg, spec, init_gen).to(device)  # initialized on the CPU: the same numbers anywhere
     optimizer = build_optimizer(cfg, model, spec.seq_len)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
@@ -142,6 +157,7 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     for step in bar:
         model.train()
         x, y = task.train_batch(cfg.batch_size, data_gen)  # the same global batch on every rank
+        x, y = x.to(device), y.to(device)
         if world > 1:
             x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
         loss = task.loss(net(x), y)
