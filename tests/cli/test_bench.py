@@ -18,6 +18,10 @@ def test_quick_bench_json_shape():
         nested = entry.get("times") or entry.get("memory")
         assert all(nested[side] > 0 for side in sides), key
         assert {"cores", "torch", "date"} <= set(entry["machine"])
+        if "times" in entry:
+            assert {"q1", "median", "q3", "min", "max", "width", "rounds"} <= set(entry["spread"]), key
+            assert entry["spread"]["min"] <= entry["spread"]["q1"] <= entry["spread"]["q3"] <= entry["spread"]["max"]
+            assert entry["conclusive"] == (entry["flag"] is None)
 
 
 def test_bench_rejects_an_unknown_case():
@@ -33,3 +37,40 @@ def test_profile_prints_both_sides_and_rejects_an_unknown_case():
     bad = subprocess.run([sys.executable, "-m", "plainrnn.cli", "bench", "--profile", "nope"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("plainrnn bench: error: --profile: unknown case 'nope'")
+
+
+def test_spread_is_the_quartiles_of_the_per_round_ratios():
+    from plainrnn.experiments.bench import ratio_spread
+    spread = ratio_spread([1.0, 1.2, 0.9, 1.1, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert (spread["min"], spread["q1"], spread["median"], spread["q3"], spread["max"]) == (0.9, 1.0, 1.1, 1.2, 2.0)
+    assert spread["width"] == round(0.2 / 1.1, 4) and spread["rounds"] == 5
+
+
+def test_a_wide_spread_is_inconclusive_and_a_win_on_more_work_is_noise():
+    from plainrnn.experiments.bench import verdict
+    narrow = dict(q1=0.97, median=0.98, q3=0.99, width=0.02, rounds=9)
+    assert "noise" in verdict("path_sgd_overhead", 0.98, narrow, 0.05)
+    assert verdict("relurnn_vs_torch", 0.98, narrow, 0.05) is None  # two implementations: a real win
+    assert verdict("path_sgd_overhead", 1.02, dict(narrow, q1=1.01, q3=1.03), 0.05) is None
+    assert "inconclusive" in verdict("path_sgd_overhead", 1.1, dict(q1=0.9, median=1.1, q3=1.3, width=0.36, rounds=27),
+                                     0.05)
+
+
+def test_rounds_go_on_until_the_spread_is_narrow(monkeypatch):
+    """A fake clock: the first round's ours takes twice its baseline, every later round the same."""
+    import plainrnn.experiments.bench as bench
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 20)  # warmup, round 0, round 1, ...
+
+    def ours():
+        clock[0] += next(ours_durations)
+
+    def base():
+        clock[0] += 1.0
+
+    t_ours, _ = bench._time_pair(ours, base, repeats=2, min_seconds=1e-9, max_width=0.05, max_rounds=10)
+    assert len(t_ours) == 5  # ratios 1, 2, 1, 1, 1: the IQR first closes at the fifth round
+    ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 20)
+    t_ours, _ = bench._time_pair(ours, base, repeats=2, min_seconds=1e-9, max_width=0.05, max_rounds=4)
+    assert len(t_ours) == 4  # the cap: reported as inconclusive

@@ -2,6 +2,13 @@
 
 Each case builds both sides on the same shapes, warms them up, then alternates ours / baseline for
 ``repeats`` rounds so that machine noise hits both, and reports median(ours) / median(baseline).
+
+**Spread.** Each round gives one ratio (its ours over its baseline, timed back to back). Their
+quartiles are the ratio's spread: the interquartile range (IQR) relative to the median is its
+*width*. While the width is above ``max_width`` (default 0.05) more rounds are run, up to
+``max_rounds``; a ratio whose width stays above it is reported as inconclusive, not as a
+measurement. A ratio below 1 for a step that does strictly more work than its baseline
+(:data:`STRICTLY_MORE_WORK`) is flagged as noise: it cannot be a win.
 """
 from __future__ import annotations
 
@@ -46,17 +53,46 @@ TARGETS = {
 }
 
 
+# Cases whose side "ours" does the baseline's work and more (the same step, plus κ, a check, a geodesic
+# step ...): a ratio below 1 there is machine noise. relurnn_vs_torch compares two implementations.
+STRICTLY_MORE_WORK = frozenset(k for k in TARGETS if k not in ("relurnn_vs_torch", "path_sgd_peak_memory"))
+
+
+def ratio_spread(t_ours: list[float], t_base: list[float]) -> dict:
+    """Quartiles of the per-round ratios ours/baseline (rounds are interleaved pairs), min and max,
+    and the width (q3 − q1) / median."""
+    ratios = sorted(o / b for o, b in zip(t_ours, t_base))
+    if len(ratios) >= 2:
+        q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    else:
+        q1 = median = q3 = ratios[0]
+    return dict(q1=round(q1, 4), median=round(median, 4), q3=round(q3, 4), min=round(ratios[0], 4),
+                max=round(ratios[-1], 4), width=round((q3 - q1) / median, 4), rounds=len(ratios))
+
+
+def verdict(key: str, ratio: float, spread: dict, max_width: float) -> str | None:
+    """None for a measurement that can be read; else why it cannot."""
+    if spread["width"] > max_width:
+        return f"inconclusive: the interquartile range is {100 * spread['width']:.0f} % of the ratio " \
+               f"(> {100 * max_width:.0f} %) after {spread['rounds']} rounds"
+    if key in STRICTLY_MORE_WORK and spread["q3"] < 1:
+        return "noise: below 1 for a step that does strictly more work than its baseline"
+    return None
+
+
 def _machine() -> dict:
     return dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
                 torch_threads=torch.get_num_threads(), torch=torch.__version__, python=platform.python_version(),
                 date=time.strftime("%Y-%m-%d"))
 
 
-def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1,
-               min_seconds: float = 0.3) -> tuple[float, float]:
-    """Median seconds per call of each side. Each timing runs enough consecutive calls to last about
-    ``min_seconds`` (a single 150 ms step jitters by ±10 % here), and the sides alternate, the
-    first side swapping every round, so that drift in machine load hits both."""
+def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1, min_seconds: float = 0.3,
+               max_width: float | None = None, max_rounds: int | None = None) -> tuple[list[float], list[float]]:
+    """Seconds per call of each side, one entry per round. Each timing runs enough consecutive calls to
+    last about ``min_seconds`` (a single 150 ms step jitters by ±10 % here), and the sides alternate,
+    the first side swapping every round, so that drift in machine load hits both. With ``max_width``,
+    rounds go on past ``repeats`` (up to ``max_rounds``) until the per-round ratios' IQR is that
+    narrow relative to their median."""
     start = time.perf_counter()
     for _ in range(warmup):
         ours()
@@ -71,11 +107,14 @@ def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1,
         return (time.perf_counter() - t0) / inner
 
     t_ours, t_base = [], []
-    for r in range(repeats):
+    r = 0
+    while r < repeats or (max_width is not None and r < (max_rounds or repeats)
+                          and ratio_spread(t_ours, t_base)["width"] > max_width):
         order = ((ours, t_ours), (base, t_base)) if r % 2 == 0 else ((base, t_base), (ours, t_ours))
         for fn, sink in order:
             sink.append(timed(fn))
-    return statistics.median(t_ours), statistics.median(t_base)
+        r += 1
+    return t_ours, t_base
 
 
 def _rnn_step(model, optimizer, x, y, loss_fn):
@@ -246,8 +285,10 @@ def _memory_probe(kind: str, quick: bool) -> tuple[int, int]:
 
 
 def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] | None = None,
-              progress: Callable[[str], None] | None = None) -> dict:
+              progress: Callable[[str], None] | None = None, max_width: float = 0.05,
+              max_rounds: int | None = None) -> dict:
     repeats = repeats or (3 if quick else 9)
+    max_rounds = max_rounds or 3 * repeats
     machine = _machine()
     results = {}
     for key, build in CASES.items():
@@ -256,11 +297,16 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
         if progress:
             progress(key)
         ours, base = build(quick)
-        t_ours, t_base = _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3)
+        rounds_ours, rounds_base = _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3,
+                                              max_width=max_width, max_rounds=max_rounds)
+        t_ours, t_base = statistics.median(rounds_ours), statistics.median(rounds_base)
         target, what = TARGETS[key]
-        results[key] = dict(ratio=round(t_ours / t_base, 4), target=target, met=t_ours / t_base <= target,
-                            what=what, times=dict(ours_s=t_ours, baseline_s=t_base, repeats=repeats),
-                            machine=machine)
+        ratio = t_ours / t_base
+        spread = ratio_spread(rounds_ours, rounds_base)
+        flag = verdict(key, ratio, spread, max_width)
+        results[key] = dict(ratio=round(ratio, 4), target=target, met=ratio <= target and flag is None,
+                            what=what, spread=spread, conclusive=flag is None, flag=flag,
+                            times=dict(ours_s=t_ours, baseline_s=t_base, repeats=len(rounds_ours)), machine=machine)
     if not only or "path_sgd_peak_memory" in only:
         if progress:
             progress("path_sgd_peak_memory")
@@ -295,14 +341,22 @@ def profile_case(key: str, quick: bool = False, steps: int = 5, rows: int = 15) 
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'key':<38} {'ratio':>7} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
+    lines = [f"{'key':<38} {'ratio':>7} {'IQR':>13} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
+    notes = []
     for key, r in results.items():
         if "times" in r:
             ours, base = f"{r['times']['ours_s'] * 1e3:.1f} ms", f"{r['times']['baseline_s'] * 1e3:.1f} ms"
         else:
             ours, base = f"{r['memory']['ours_kib'] / 1024:.0f} MiB", f"{r['memory']['baseline_kib'] / 1024:.0f} MiB"
-        lines.append(f"{key:<38} {r['ratio']:>7.3f} {r['target']:>7.2f} {'yes' if r['met'] else 'NO':>4}  {ours:>10} {base:>10}")
+        spread = r.get("spread")
+        iqr = f"{spread['q1']:.3f}–{spread['q3']:.3f}" if spread else "-"
+        met = "?" if r.get("flag") else ("yes" if r["met"] else "NO")
+        lines.append(f"{key:<38} {r['ratio']:>7.3f} {iqr:>13} {r['target']:>7.2f} {met:>4}  {ours:>10} {base:>10}")
+        if r.get("flag"):
+            notes.append(f"  {key}: {r['flag']}")
+    if notes:
+        lines += ["", "not a measurement (met = ?):"] + notes
     return "\n".join(lines)
 
 
-__all__ = ["run_bench", "format_table", "CASES", "TARGETS"]
+__all__ = ["run_bench", "format_table", "ratio_spread", "verdict", "CASES", "TARGETS", "STRICTLY_MORE_WORK"]
