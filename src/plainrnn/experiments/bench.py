@@ -49,13 +49,20 @@ TARGETS = {
     "mlp_path_sgd_unfused_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD(fused=False)"),
     "mlp_path_sgd_unbalanced_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD on the 2015 paper's unbalanced "
                                                "init (the wide float64-factor route) / SGD on the balanced one"),
+    # The copy task as the 2017 paper runs it (no transition nonlinearity): the custom recurrence
+    # (plainrnn.nets.recurrence) against the fused tanh kernel, a full training step with geodesic steps.
+    "spectral_none_vs_tanh": (1.20, "SpectralRNN(nonlinearity='none') step / the same with tanh (fused kernel), "
+                                    "copy T=220, B=50, H=128"),
+    "spectral_oplu_vs_tanh": (1.20, "as spectral_none_vs_tanh with OPLU"),
+    "spectral_prelu_vs_tanh": (1.20, "as spectral_none_vs_tanh with a learnable PReLU"),
     "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
 }
 
 
 # Cases whose side "ours" does the baseline's work and more (the same step, plus κ, a check, a geodesic
 # step ...): a ratio below 1 there is machine noise. relurnn_vs_torch compares two implementations.
-STRICTLY_MORE_WORK = frozenset(k for k in TARGETS if k not in ("relurnn_vs_torch", "path_sgd_peak_memory"))
+STRICTLY_MORE_WORK = frozenset(k for k in TARGETS if k not in ("relurnn_vs_torch", "path_sgd_peak_memory")
+                               and not k.startswith("spectral_"))
 
 
 def ratio_spread(t_ours: list[float], t_base: list[float]) -> dict:
@@ -184,6 +191,19 @@ def case_cayley(H_full, method="auto"):
     return build
 
 
+def case_spectral_nonlinearity(nonlinearity):
+    def build(quick):
+        T, B, H = (30, 10, 16) if quick else (220, 50, 128)
+        torch.manual_seed(0)
+        x, y = copy_batch(B, T)
+        sides = []
+        for kind in (nonlinearity, "tanh"):
+            model = SpectralRNN(10, H, 9, margin=0.1, nonlinearity=kind, output="all", learn_slope=kind == "prelu")
+            sides.append(_rnn_step(model, spectral_optimizer(model, lr=1e-4, orth_lr=1e-6), x, y, _ce))
+        return tuple(sides)
+    return build
+
+
 def case_relurnn_vs_torch(quick):
     H, T, B = _path_sgd_shapes(quick)
     torch.manual_seed(0)
@@ -244,6 +264,9 @@ CASES = {
     "mlp_path_sgd_kappa_every_10_overhead": case_mlp(kappa_every=10),
     "mlp_path_sgd_unfused_overhead": case_mlp(fused=False),
     "mlp_path_sgd_unbalanced_overhead": case_mlp(unbalanced=True),
+    "spectral_none_vs_tanh": case_spectral_nonlinearity("none"),
+    "spectral_oplu_vs_tanh": case_spectral_nonlinearity("oplu"),
+    "spectral_prelu_vs_tanh": case_spectral_nonlinearity("prelu"),
 }
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..stiefel.spectral import singular_values, spectrum_of
 from .init import recurrent_matrix
+from .recurrence import recurrence
 
 NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
 
@@ -150,14 +151,10 @@ class SpectralRNN(nn.Module):
                 h0 = x.new_zeros(1, x.shape[0], self.hidden_size)
                 x, _ = rnn(x, h0, flat, self.bias, 1, 0.0, self.training, False, True)
             else:
+                # No fused kernel for these: a custom function with explicit loops both ways
+                # (plainrnn.nets.recurrence), T matrix products per pass and no per-step graph.
                 drive = nn.functional.linear(x, self.weight_ih(k), b)
-                h = x.new_zeros(x.shape[0], self.hidden_size)
-                states = []
-                Wt = W.t()
-                for t in range(x.shape[1]):
-                    h = self._activation(torch.addmm(drive[:, t], h, Wt))
-                    states.append(h)
-                x = torch.stack(states, 1)
+                x = recurrence(drive, W, self.nonlinearity, self.slope if self.nonlinearity == "prelu" else None)
         return x
 
     def unrolled_states(self, x: torch.Tensor) -> list[torch.Tensor]:
