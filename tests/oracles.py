@@ -174,3 +174,33 @@ def regression_batches(n, T=7, seed=1):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(8, T, 3, generator=g, dtype=torch.float64),
              torch.randn(8, 2, generator=g, dtype=torch.float64)) for _ in range(n)]
+
+
+class Killed(Exception):
+    """Raised in place of a step, as if the process had died there."""
+
+
+def train_killed_after(cfg, steps: int) -> str:
+    """Runs ``train(cfg)`` as if the process were killed right after step ``steps``: the periodic
+    checkpoints written up to then stay, nothing after is written. Returns the run directory."""
+    from pathlib import Path
+
+    import pytest
+
+    from plainrnn.train import loop
+    real_step = loop.train_step
+
+    def step(run, k):
+        if k > steps:
+            raise Killed
+        return real_step(run, k)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop, "train_step", step)
+        try:
+            loop.train(cfg, progress=False)
+        except Killed:
+            pass
+        else:
+            raise AssertionError(f"the run ended before step {steps + 1}: nothing was killed")
+    return str(Path(cfg.out) / cfg.run_name())

@@ -130,6 +130,7 @@ def _given(args, command_fields=("config", "set", "resume", "json", "quiet", "fu
 def _cmd_train(args) -> int:
     import torch
 
+    from .experiments.plots import run_figures
     from .tasks import DataError
     from .train import resume, train
     from .train.config import load_config, parse_overrides
@@ -140,6 +141,7 @@ def _cmd_train(args) -> int:
             overrides = parse_overrides(args.set or [])
             cfg = load_config(args.config, {**_given(args), **overrides})
             summary = train(cfg, progress=False if args.quiet else None)
+        run_figures(summary["run_dir"])
     except (ValueError, DataError, FileNotFoundError) as e:
         return _fail("train", e)
     except torch.OutOfMemoryError as e:

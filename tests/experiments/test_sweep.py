@@ -274,11 +274,12 @@ def test_report_draws_the_2015_panels_with_each_unbalanced_curve_beside_its_twin
 
 def test_a_trial_cut_short_resumes_from_its_checkpoint_to_the_same_numbers(tmp_path):
     from plainrnn.experiments.sweep import build_trials, run_trial
-    from plainrnn.train import RunConfig, train
+    from oracles import train_killed_after
+    from plainrnn.train import RunConfig
     base = _base(tmp_path, "optimizer=path-sgd", "checkpoint_every=5", "steps=20", "eval_every=5")
     whole, cut = (build_trials(base, [dict(lr="1e-2")], 1, tmp_path / name)[0]["config"] for name in ("a", "b"))
     reference = run_trial(whole)
-    train(RunConfig(**cut), progress=False, stop_after=12)  # killed after step 12: last checkpoint at 10
+    train_killed_after(RunConfig(**cut), 12)  # killed after step 12: last checkpoint at 10
     resumed = run_trial(cut)
     assert resumed["status"] == "resumed"
     rows = [json.loads(line) for line in open(Path(resumed["run_dir"]) / "metrics.jsonl")]

@@ -3,7 +3,7 @@ import json
 import torch
 
 import plainrnn as pr
-from plainrnn.experiments.plots import plot_hidden_gradients, plot_spectrum
+from plainrnn.experiments.plots import plot_hidden_gradients, plot_spectrum, run_figures
 from plainrnn.train import RunConfig, train
 from plainrnn.train.diagnostics import hidden_gradient_norms, spectral_stats
 
@@ -42,6 +42,8 @@ def test_spectral_stats_and_figures(tmp_path):
     s = train(RunConfig(task="adding", model="spectral", margin=0.1, optimizer="rmsprop", seq_len=8, hidden=8,
                         steps=12, eval_every=4, grad_norms_every=5, out=str(tmp_path)), progress=False)
     run = tmp_path / s["run_dir"].split("/")[-1]
+    assert not (run / "spectrum.png").exists()  # train() draws nothing: the layer above does
+    assert sorted(p.name for p in run_figures(run)) == ["grad_norms.png", "spectrum.png"]
     rows = [json.loads(l) for l in open(run / "grad_norms.jsonl")]
     assert [r["step"] for r in rows] == [1, 5, 10] and all(len(r["norms"]) == 8 for r in rows)
     for name in ("spectrum.png", "grad_norms.png"):

@@ -11,6 +11,7 @@ import torch
 
 from plainrnn.train import RunConfig, resume, train
 from plainrnn.train.checkpoint import load_checkpoint
+from oracles import train_killed_after
 
 CLI = [sys.executable, "-m", "plainrnn.cli"]
 
@@ -24,8 +25,8 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
     kw = dict(seq_len=12, hidden=16, steps=40, eval_every=8, checkpoint_every=6, optimizer="path-sgd", lr=1e-4,
               momentum=0.9)
     full = train(RunConfig(out=str(tmp_path / "a"), **kw), progress=False)
-    cut = train(RunConfig(out=str(tmp_path / "b"), **kw), progress=False, stop_after=23)  # last checkpoint: 18
-    resumed = resume(cut["run_dir"], progress=False)
+    cut = train_killed_after(RunConfig(out=str(tmp_path / "b"), **kw), 23)  # last checkpoint: 18
+    resumed = resume(cut, progress=False)
     assert _metrics(full["run_dir"]) == _metrics(resumed["run_dir"])
     assert full["test_metric"] == resumed["test_metric"]
 
@@ -86,8 +87,8 @@ def test_resume_with_dropout_is_bit_identical(tmp_path):
     kw = dict(task="mnist", model="mlp", hidden=16, layers=2, dropout=0.5, batch_size=20, steps=30, eval_every=6,
               checkpoint_every=6, eval_limit=200, optimizer="path-sgd", lr=1e-2)
     full = train(RunConfig(out=str(tmp_path / "a"), **kw), progress=False)
-    cut = train(RunConfig(out=str(tmp_path / "b"), **kw), progress=False, stop_after=15)  # last checkpoint: 12
-    resumed = resume(cut["run_dir"], progress=False)
+    cut = train_killed_after(RunConfig(out=str(tmp_path / "b"), **kw), 15)  # last checkpoint: 12
+    resumed = resume(cut, progress=False)
     assert _metrics(full["run_dir"]) == _metrics(resumed["run_dir"])
     a = load_checkpoint(os.path.join(full["run_dir"], "checkpoint.pt"))["model"]
     b = load_checkpoint(os.path.join(resumed["run_dir"], "checkpoint.pt"))["model"]

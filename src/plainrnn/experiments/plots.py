@@ -153,3 +153,19 @@ def plot_mlp_panels(curves: dict[str, list[dict]], path, title: str = "") -> Pat
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def run_figures(run_dir) -> list[Path]:
+    """The figures a finished run gets: spectrum.png for a spectral model (Fig. 3 of the 2017 paper),
+    grad_norms.png when ‖∂L/∂h_t‖ was recorded (Fig. 2). Returns the files written."""
+    run_dir = Path(run_dir)
+    written = []
+    records = read_metrics(run_dir)
+    if any("sv_mean" in r for r in records):
+        written.append(plot_spectrum(records, run_dir / "spectrum.png"))
+    grad_norms = run_dir / "grad_norms.jsonl"
+    if grad_norms.exists():
+        rows = [json.loads(line) for line in grad_norms.read_text().splitlines() if line]
+        if rows:
+            written.append(plot_hidden_gradients(rows, run_dir / "grad_norms.png"))
+    return written

@@ -84,6 +84,7 @@ def run_trial(config: dict, threads: int = 1) -> dict:
     import torch
     torch.set_num_threads(threads)  # workers × threads ≤ cores: no oversubscription
     from ..train import train
+    from .plots import run_figures
     cfg = RunConfig(**config)
     run_dir = Path(cfg.out) / cfg.run_name()
     done = run_dir / "summary.json"
@@ -91,9 +92,10 @@ def run_trial(config: dict, threads: int = 1) -> dict:
     if same and done.exists():
         return dict(json.loads(done.read_text()), status="reused")
     try:
-        if same and (run_dir / "checkpoint.pt").exists():  # a trial cut short (killed, machine lost): go on
-            return dict(train(cfg, progress=False, resume_from=run_dir), status="resumed")
-        return dict(train(cfg, progress=False), status="ok")
+        resuming = same and (run_dir / "checkpoint.pt").exists()  # a trial cut short (killed, machine lost)
+        summary = train(cfg, progress=False, resume_from=run_dir if resuming else None)
+        run_figures(run_dir)
+        return dict(summary, status="resumed" if resuming else "ok")
     except Exception as e:  # noqa: BLE001 – one failing trial must never kill the sweep
         return dict(status="failed", error=f"{e.__class__.__name__}: {e}", run_dir=str(run_dir), diverged=False,
                     test_metric=math.nan, valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)

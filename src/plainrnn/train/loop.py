@@ -1,6 +1,10 @@
-"""The training loop, readable top to bottom.
+"""The training loop, readable top to bottom, in three phases:
 
-task → batch → model → loss → backward → (clip) → optimizer → metrics.jsonl → checkpoint.
+- :func:`setup`: config checks, processes, device, seeds, task, model, optimizer, resume, run directory;
+- :func:`train_step`: batch → model → loss → backward → (clip) → optimizer;
+- :func:`evaluate`: validation and test metrics → metrics.jsonl (→ TensorBoard);
+
+and :func:`train`, which runs them with checkpoints, then :func:`finish` writes the summary.
 
 - A non-finite loss or gradient norm ends the run as ``diverged`` with the step and the reason.
 - Every ``checkpoint_every`` steps the model, optimizer, step and every RNG state are written
@@ -16,6 +20,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -91,12 +96,56 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None,
-          stop_after: int | None = None) -> dict:
-    """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
+@dataclass
+class Divergence:
+    """Why a run ended early: a non-finite loss or gradient norm, or an exploded evaluation."""
 
-    ``resume_from``: a run directory with a checkpoint to continue. ``stop_after``: stop (as if
-    killed) after that many steps, leaving the last periodic checkpoint (used by tests)."""
+    step: int
+    reason: str
+
+
+@dataclass
+class Run:
+    """Everything a run holds between its steps (built by :func:`setup`)."""
+
+    cfg: RunConfig
+    device: torch.device
+    rank: int
+    world: int
+    task: object
+    model: torch.nn.Module
+    net: torch.nn.Module          # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    data_gen: torch.Generator
+    run_dir: Path
+    first_step: int = 1
+    best_valid: float | None = None
+    elapsed: float = 0.0          # seconds spent before this process (a resumed run)
+    started: float = field(default_factory=time.perf_counter)
+    log: MetricsLog | None = None
+    grad_log: MetricsLog | None = None
+    board: object = None
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0
+
+    def wall_s(self) -> float:
+        return round(self.elapsed + time.perf_counter() - self.started, 3)
+
+    def checkpoint(self, step: int) -> None:
+        """The model, optimizer, step and every RNG state, written atomically (rank 0 only)."""
+        if self.writer:
+            save_checkpoint(self.run_dir / "checkpoint.pt", dict(
+                model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                data_rng=self.data_gen.get_state(), torch_rng=torch.get_rng_state(), step=step,
+                best_valid=self.best_valid, config=self.cfg.to_dict(), elapsed=self.wall_s()))
+
+
+# ---------------------------------------------------------------------------------------- setup
+def setup(cfg: RunConfig, resume_from: Path | None = None) -> Run:
+    """Config checks, processes, device, seeds, task, model, optimizer; then the checkpoint to resume
+    from (if any) and the run directory with its logs."""
     cfg.validate()
     rank, world = _distributed()
     if cfg.batch_size % world:
@@ -104,151 +153,162 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     data_gen = torch.Generator().manual_seed(cfg.seed)  # batches are drawn on the CPU, then moved
-    init_gen = init_generator(cfg.seed)
     task = make_task(cfg.task, cfg.seq_len, cfg.data_dir, full_train=cfg.full_train)
-    spec = task.spec
-    model = build_model(cfg, spec, init_gen).to(device)  # initialized on the CPU: the same numbers anywhere
-    optimizer = build_optimizer(cfg, model, spec.seq_len)
+    model = build_model(cfg, task.spec, init_generator(cfg.seed)).to(device)  # a CPU init: the same numbers anywhere
+    optimizer = build_optimizer(cfg, model, task.spec.seq_len)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-
-    run_dir = Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name()
-    first_step, best_valid, elapsed = 1, None, 0.0
+    run = Run(cfg=cfg, device=device, rank=rank, world=world, task=task, model=model, net=net, optimizer=optimizer,
+              data_gen=data_gen, run_dir=Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name())
     if resume_from:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-        missing = [k for k in ("model", "optimizer", "data_rng", "torch_rng", "step") if k not in ckpt]
-        if missing:
-            raise ValueError(f"{run_dir / 'checkpoint.pt'}: cannot resume exactly, the checkpoint lacks "
-                             f"{', '.join(missing)} (written by an older plainrnn?); start the run again")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        data_gen.set_state(ckpt["data_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        first_step, best_valid, elapsed = ckpt["step"] + 1, ckpt["best_valid"], ckpt.get("elapsed", 0.0)
-    writer = rank == 0
-    if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", cfg.to_dict())
-        _write_yaml(run_dir / "config.yaml", cfg.to_dict())
-        keep = first_step - 1 if resume_from else None
-        log = MetricsLog(run_dir / "metrics.jsonl", keep)
-        grad_log = MetricsLog(run_dir / "grad_norms.jsonl", keep) if cfg.grad_norms_every else None
+        _restore(run)
+    if run.writer:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run.run_dir / "config.json", cfg.to_dict())
+        _write_yaml(run.run_dir / "config.yaml", cfg.to_dict())
+        keep = run.first_step - 1 if resume_from else None
+        run.log = MetricsLog(run.run_dir / "metrics.jsonl", keep)
+        run.grad_log = MetricsLog(run.run_dir / "grad_norms.jsonl", keep) if cfg.grad_norms_every else None
         for name, artifact in getattr(task, "artifacts", dict)().items():
-            save_checkpoint(run_dir / name, artifact)  # e.g. pmnist's permutation, saved with the run
-        board = _tensorboard(run_dir) if cfg.tensorboard else None
-    else:
-        log = grad_log = board = None
+            save_checkpoint(run.run_dir / name, artifact)  # e.g. pmnist's permutation, saved with the run
+        run.board = _tensorboard(run.run_dir) if cfg.tensorboard else None
+    return run
 
-    def checkpoint(step: int) -> None:
-        if writer:
-            save_checkpoint(run_dir / "checkpoint.pt", dict(
-                model=model.state_dict(), optimizer=optimizer.state_dict(), data_rng=data_gen.get_state(),
-                torch_rng=torch.get_rng_state(), step=step, best_valid=best_valid, config=cfg.to_dict(),
-                elapsed=elapsed + time.perf_counter() - start))
 
-    penalized = bool(cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay)
+def _restore(run: Run) -> None:
+    path = run.run_dir / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("model", "optimizer", "data_rng", "torch_rng", "step") if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: cannot resume exactly, the checkpoint lacks {', '.join(missing)} (written by an "
+                         "older plainrnn?); start the run again")
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.data_gen.set_state(ckpt["data_rng"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    run.first_step, run.best_valid, run.elapsed = ckpt["step"] + 1, ckpt["best_valid"], ckpt.get("elapsed", 0.0)
+
+
+# ------------------------------------------------------------------------------------- one step
+def train_step(run: Run, step: int) -> tuple[float, float] | Divergence:
+    """One minibatch: loss (with the soft penalties), backward, clipping, the optimizer's step.
+    Returns (training loss, gradient norm), or the divergence that ends the run."""
+    cfg, model = run.cfg, run.model
+    model.train()
+    x, y = run.task.train_batch(cfg.batch_size, run.data_gen)  # the same global batch on every rank
+    if run.world > 1:
+        share = cfg.batch_size // run.world
+        x, y = x[run.rank * share:(run.rank + 1) * share], y[run.rank * share:(run.rank + 1) * share]
+    x, y = x.to(run.device), y.to(run.device)
+    loss = run.task.loss(run.net(x), y)
+    if cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay:
+        loss = loss + recurrent_penalty(model, orth=cfg.orth_penalty, sv_prior=cfg.sv_prior,
+                                        weight_decay=cfg.weight_decay)
+    run.optimizer.zero_grad(set_to_none=True)
+    if not math.isfinite(loss.item()):
+        return Divergence(step, f"non-finite loss ({loss.item()})")
+    loss.backward()
+    # The norm is needed every step (divergence guard, metrics); the scaling pass only when clipping.
+    # clip_grad_norm_(…, inf) would multiply every gradient by 1.
+    norm = gradient_norm([p.grad for p in model.parameters() if p.grad is not None])
+    if cfg.clip:
+        torch.nn.utils.clip_grads_with_norm_(model.parameters(), cfg.clip, norm)
+    grad_norm = norm.item()
+    if not math.isfinite(grad_norm):
+        return Divergence(step, f"non-finite gradient norm ({grad_norm})")
+    run.optimizer.step()
+    if run.grad_log is not None and (step % cfg.grad_norms_every == 0 or step == 1):
+        # Figure 2 of the 2017 paper: how the loss gradient reaches back through time.
+        run.grad_log.write(dict(step=step, norms=hidden_gradient_norms(model, x, y, run.task.loss)))
+        model.zero_grad(set_to_none=True)
+    return loss.item(), grad_norm
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def evaluate(run: Run, step: int, train_loss: float, grad_norm: float) -> tuple[dict, Divergence | None]:
+    """Validation and test metrics (and the optional extras) as one metrics record, written to the
+    logs; a non-finite or exploded evaluation is a divergence."""
+    cfg, model, task = run.cfg, run.model, run.task
+    model.eval()
+    valid_loss, valid_metric = task.evaluate(model, "valid", limit=cfg.eval_limit)
+    test_loss, test_metric = task.evaluate(model, "test", limit=cfg.eval_limit)
+    record = dict(step=step, train_loss=train_loss, grad_norm=grad_norm, valid_loss=valid_loss,
+                  valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric, wall_s=run.wall_s())
+    group = run.optimizer.param_groups[0]
+    if "path_backtracks" in group:  # Path-SGD's safeguards: halvings and limited unit steps so far
+        record["path_backtracks"] = group["path_backtracks"]
+        record["path_unit_clips"] = group.get("path_unit_clips", 0)
+    if getattr(task, "train_size", None):  # image sets: curves against epochs, as the papers draw them
+        record["epoch"] = round(step * cfg.batch_size / task.train_size, 4)
+    if cfg.eval_train:  # the 2015 paper's panels: training cross-entropy and training error
+        record["train_eval_loss"], record["train_eval_metric"] = task.evaluate(model, "train", limit=cfg.eval_limit)
+    record.update(spectral_stats(model))
+    if run.log is not None:
+        run.log.write(record)
+    if run.board is not None:
+        for key in ("train_loss", "valid_metric", "test_metric", "grad_norm"):
+            run.board.add_scalar(key, record[key], step)
+    if not (math.isfinite(valid_loss) and math.isfinite(test_loss)):
+        return record, Divergence(step, "non-finite evaluation loss")
+    if valid_loss > cfg.diverge_above:
+        # A finite but astronomical loss (a Path-SGD step that blew up a unit gives 1e12 on the adding
+        # problem) is a divergence too; the tasks' losses are O(1) at init.
+        return record, Divergence(step, f"exploded: validation loss {valid_loss:.3g} > diverge_above "
+                                        f"{cfg.diverge_above:g}")
+    lower = task.spec.lower_is_better
+    if run.best_valid is None or (valid_metric < run.best_valid if lower else valid_metric > run.best_valid):
+        run.best_valid = valid_metric
+    return record, None
+
+
+# ------------------------------------------------------------------------------------- the loop
+def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None) -> dict:
+    """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
+
+    ``resume_from``: a run directory with a checkpoint to continue."""
+    run = setup(cfg, resume_from)
+    divergence, last_eval = None, {}
+    bar = tqdm(range(run.first_step, cfg.steps + 1), desc=cfg.run_name(), leave=False, dynamic_ncols=True,
+               initial=run.first_step - 1, total=cfg.steps, disable=True if progress is False or not run.writer else None)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
-    start = time.perf_counter()
-    diverged, diverged_step, reason = False, None, None
-    last_eval: dict = {}
-    steps = range(first_step, cfg.steps + 1)
-    bar = tqdm(steps, desc=cfg.run_name(), leave=False, dynamic_ncols=True, initial=first_step - 1,
-               total=cfg.steps, disable=None) if (progress is not False and writer) else steps
-    share = cfg.batch_size // world
     for step in bar:
-        model.train()
-        x, y = task.train_batch(cfg.batch_size, data_gen)  # the same global batch on every rank
-        x, y = x.to(device), y.to(device)
-        if world > 1:
-            x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
-        loss = task.loss(net(x), y)
-        if penalized:
-            loss = loss + recurrent_penalty(model, orth=cfg.orth_penalty, sv_prior=cfg.sv_prior,
-                                            weight_decay=cfg.weight_decay)
-        optimizer.zero_grad(set_to_none=True)
-        if not math.isfinite(loss.item()):
-            diverged, diverged_step, reason = True, step, f"non-finite loss ({loss.item()})"
+        result = train_step(run, step)
+        if isinstance(result, Divergence):
+            divergence = result
             break
-        loss.backward()
-        # The norm is needed every step (divergence guard, metrics); the scaling pass only when clipping.
-        # clip_grad_norm_(…, inf) would multiply every gradient by 1.
-        norm = gradient_norm([p.grad for p in model.parameters() if p.grad is not None])
-        if cfg.clip:
-            torch.nn.utils.clip_grads_with_norm_(model.parameters(), cfg.clip, norm)
-        grad_norm = norm.item()
-        if not math.isfinite(grad_norm):
-            diverged, diverged_step, reason = True, step, f"non-finite gradient norm ({grad_norm})"
-            break
-        optimizer.step()
-
-        if grad_log is not None and (step % cfg.grad_norms_every == 0 or step == 1):
-            # Figure 2 of the 2017 paper: how the loss gradient reaches back through time.
-            grad_log.write(dict(step=step, norms=hidden_gradient_norms(model, x, y, task.loss)))
-            model.zero_grad(set_to_none=True)
-
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            model.eval()
-            valid_loss, valid_metric = task.evaluate(model, "valid", limit=cfg.eval_limit)
-            test_loss, test_metric = task.evaluate(model, "test", limit=cfg.eval_limit)
-            last_eval = dict(step=step, train_loss=loss.item(), grad_norm=grad_norm, valid_loss=valid_loss,
-                             valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric,
-                             wall_s=round(elapsed + time.perf_counter() - start, 3))
-            if "path_backtracks" in optimizer.param_groups[0]:  # the γ² safeguard's halvings so far
-                last_eval["path_backtracks"] = optimizer.param_groups[0]["path_backtracks"]
-                last_eval["path_unit_clips"] = optimizer.param_groups[0].get("path_unit_clips", 0)
-            if getattr(task, "train_size", None):  # image sets: curves against epochs, as the papers draw them
-                last_eval["epoch"] = round(step * cfg.batch_size / task.train_size, 4)
-            if cfg.eval_train:  # the 2015 paper's panels: training cross-entropy and training error
-                last_eval["train_eval_loss"], last_eval["train_eval_metric"] = task.evaluate(
-                    model, "train", limit=cfg.eval_limit)
-            last_eval.update(spectral_stats(model))
-            if log is not None:
-                log.write(last_eval)
-            if board is not None:
-                for key in ("train_loss", "valid_metric", "test_metric", "grad_norm"):
-                    board.add_scalar(key, last_eval[key], step)
-            if isinstance(bar, tqdm):
-                bar.set_postfix(test=f"{test_metric:.4g}")
-            if not (math.isfinite(valid_loss) and math.isfinite(test_loss)):
-                diverged, diverged_step, reason = True, step, "non-finite evaluation loss"
+            last_eval, divergence = evaluate(run, step, *result)
+            bar.set_postfix(test=f"{last_eval['test_metric']:.4g}")
+            if divergence:
                 break
-            if valid_loss > cfg.diverge_above:
-                # A finite but astronomical loss (a Path-SGD step that blew up a unit gives 1e12 on the
-                # adding problem) is a divergence too; the tasks' losses are O(1) at init.
-                diverged, diverged_step = True, step
-                reason = f"exploded: validation loss {valid_loss:.3g} > diverge_above {cfg.diverge_above:g}"
-                break
-            if best_valid is None or (valid_metric < best_valid if spec.lower_is_better else valid_metric > best_valid):
-                best_valid = valid_metric
         if step % checkpoint_every == 0:
-            checkpoint(step)
-        if stop_after is not None and step >= stop_after:
-            if isinstance(bar, tqdm):
-                bar.close()
-            return dict(stopped_at=step, run_dir=str(run_dir))
-    if isinstance(bar, tqdm):
-        bar.close()
+            run.checkpoint(step)
+    bar.close()
+    return finish(run, divergence, last_eval)
 
-    if not last_eval and log is not None and log.path.exists():  # resumed right at the end
-        lines = [json.loads(line) for line in log.path.read_text().splitlines() if line.strip()]
+
+def finish(run: Run, divergence: Divergence | None, last_eval: dict) -> dict:
+    """The summary of a run that ended (finished or diverged), its last checkpoint and summary.json."""
+    cfg, spec = run.cfg, run.task.spec
+    if not last_eval and run.log is not None and run.log.path.exists():  # resumed right at the end
+        lines = [json.loads(line) for line in run.log.path.read_text().splitlines() if line.strip()]
         last_eval = next((r for r in reversed(lines) if "test_metric" in r), {})
     nan = float("nan")
+    ended = divergence is not None
     summary = dict(task=cfg.task, model=cfg.model, optimizer=cfg.optimizer, lr=cfg.lr, seed=cfg.seed,
-                   seq_len=spec.seq_len, steps=diverged_step if diverged else last_eval.get("step", 0),
+                   seq_len=spec.seq_len, steps=divergence.step if ended else last_eval.get("step", 0),
                    metric=spec.metric_name, baseline=spec.baseline, lower_is_better=spec.lower_is_better,
-                   test_loss=nan if diverged else last_eval.get("test_loss", nan),
-                   test_metric=nan if diverged else last_eval.get("test_metric", nan),
-                   valid_metric=nan if diverged else last_eval.get("valid_metric", nan),
-                   best_valid_metric=best_valid, diverged=diverged, diverged_step=diverged_step,
-                   diverged_reason=reason, wall_s=round(elapsed + time.perf_counter() - start, 3),
-                   run_dir=str(run_dir))
-    if writer:
-        if diverged:
-            log.write(dict(step=diverged_step, diverged=True, reason=reason))
-        checkpoint(summary["steps"] if not diverged else diverged_step)
-        write_json(run_dir / "summary.json", summary)
-        if board is not None:
-            board.close()
-        _figures(run_dir, grad_log is not None)
+                   test_loss=nan if ended else last_eval.get("test_loss", nan),
+                   test_metric=nan if ended else last_eval.get("test_metric", nan),
+                   valid_metric=nan if ended else last_eval.get("valid_metric", nan),
+                   best_valid_metric=run.best_valid, diverged=ended, diverged_step=divergence.step if ended else None,
+                   diverged_reason=divergence.reason if ended else None, wall_s=run.wall_s(), run_dir=str(run.run_dir))
+    if run.writer:
+        if ended:
+            run.log.write(dict(step=divergence.step, diverged=True, reason=divergence.reason))
+        run.checkpoint(summary["steps"])
+        write_json(run.run_dir / "summary.json", summary)
+        if run.board is not None:
+            run.board.close()
     return summary
 
 
@@ -274,15 +334,3 @@ def _tensorboard(run_dir: Path):
     except ImportError as e:  # tensorboard is the optional extra plainrnn[tensorboard]
         raise RuntimeError("--tensorboard needs the tensorboard package: pip install 'plainrnn[tensorboard]'") from e
     return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _figures(run_dir: Path, with_grad_norms: bool) -> None:
-    """spectrum.png for spectral runs (Fig. 3 of the 2017 paper), grad_norms.png when recorded (Fig. 2)."""
-    from ..experiments.plots import plot_hidden_gradients, plot_spectrum, read_metrics
-    records = read_metrics(run_dir)
-    if any("sv_mean" in r for r in records):
-        plot_spectrum(records, run_dir / "spectrum.png")
-    if with_grad_norms:
-        rows = [json.loads(line) for line in (run_dir / "grad_norms.jsonl").read_text().splitlines() if line]
-        if rows:
-            plot_hidden_gradients(rows, run_dir / "grad_norms.png")
