@@ -4,22 +4,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import RecurrentModel
 
-class LSTM(nn.Module):
-    """torch.nn.LSTM with a linear read-out and the same interface as :class:`ReLURNN`.
+
+class LSTM(RecurrentModel):
+    """torch.nn.LSTM with a linear read-out, following :class:`~plainrnn.nets.base.RecurrentModel`.
 
     ``recurrent_weight(layer)`` returns the four H×H gate blocks stacked as torch stores them,
-    [4H, H] (input, forget, cell, output).
+    [4H, H] (input, forget, cell, output). torch's LSTM has no peephole connections. Token ids are
+    read as one-hot vectors, as by the other models (the first layer's input weight is 4H × V).
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,
                  output: str = "last", vocab_size: int | None = None):
-        super().__init__()
-        if output not in ("last", "all"):
-            raise ValueError(f"output must be 'last' or 'all', got {output!r}")
-        self.hidden_size, self.num_layers, self.output, self.vocab_size = hidden_size, num_layers, output, vocab_size
-        self.embedding = nn.Embedding(vocab_size, hidden_size) if vocab_size else None
-        self.lstm = nn.LSTM(hidden_size if vocab_size else input_size, hidden_size, num_layers, batch_first=True)
+        super().__init__(input_size, hidden_size, output_size, num_layers, output, vocab_size)
+        self.lstm = nn.LSTM(self.input_size, hidden_size, num_layers, batch_first=True)
         self.readout = nn.Linear(hidden_size, output_size)
         self.reset_parameters()
 
@@ -35,11 +34,9 @@ class LSTM(nn.Module):
             b_ih.zero_()
             b_ih[H:2 * H] = 1.0  # forget gate: remember by default (Gers et al. 2000; Jozefowicz et al. 2015)
 
-    def recurrent_layers(self) -> int:
-        return self.num_layers
-
     def recurrent_weight(self, layer: int = 0) -> torch.Tensor:
         """The stacked gate blocks [4H, H] of ``layer`` (LSTM has no single transition matrix)."""
+        self._check_layer(layer)
         return getattr(self.lstm, f"weight_hh_l{layer}")
 
     @torch.no_grad()
@@ -48,12 +45,10 @@ class LSTM(nn.Module):
         self.recurrent_weight(layer).copy_(weight)
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        if self.embedding is not None:
-            x = self.embedding(x)
+        self._check_features(x)
+        if self.vocab_size is not None:
+            x = nn.functional.one_hot(x, self.vocab_size).to(self.readout.weight.dtype)
         return self.lstm(x)[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states = self.hidden_states(x)
-        if self.output == "last":
-            states = states[:, -1]
+    def read_out(self, states: torch.Tensor) -> torch.Tensor:
         return self.readout(states)

@@ -21,16 +21,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_NONLINEARITIES = ("relu", "tanh")
-_OUTPUTS = ("last", "all")
+from .base import RecurrentModel, check_choice
+
+NONLINEARITIES = ("relu", "tanh")
 
 
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-class ReLURNN(nn.Module):
+class ReLURNN(RecurrentModel):
     """Plain (Elman) RNN with ReLU or tanh units and a linear read-out.
 
     Args:
@@ -50,21 +46,10 @@ class ReLURNN(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,
                  nonlinearity: str = "relu", bias: bool = True, output: str = "last",
                  vocab_size: int | None = None):
-        super().__init__()
-        if vocab_size is not None:
-            _check_positive_int("vocab_size", vocab_size)
-            input_size = vocab_size
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("output_size", output_size), ("num_layers", num_layers)):
-            _check_positive_int(name, value)
-        if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {_NONLINEARITIES}, got {nonlinearity!r}")
-        if output not in _OUTPUTS:
-            raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
-        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
-        self.num_layers, self.nonlinearity, self.bias, self.output = num_layers, nonlinearity, bias, output
-        self.vocab_size = vocab_size
-
+        super().__init__(input_size, hidden_size, output_size, num_layers, output, vocab_size)
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+        self.nonlinearity, self.bias = nonlinearity, bias
+        input_size = self.input_size
         for k in range(num_layers):
             fan_in = input_size if k == 0 else hidden_size
             self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(hidden_size, fan_in)))
@@ -106,13 +91,6 @@ class ReLURNN(nn.Module):
         self._check_layer(layer)
         self.weight_hh(layer).copy_(weight)
 
-    def recurrent_layers(self) -> int:
-        return self.num_layers
-
-    def _check_layer(self, layer: int) -> None:
-        if not 0 <= layer < self.num_layers:
-            raise IndexError(f"layer must be in [0, {self.num_layers - 1}], got {layer}")
-
     # ------------------------------------------------------------------------------------- forward
     def _flat_weights(self) -> list[torch.Tensor]:
         flat = []
@@ -125,12 +103,9 @@ class ReLURNN(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """Top-layer states h_1..h_T as [B, T, H]."""
+        self._check_features(x)
         if self.vocab_size is not None:
-            if x.dim() != 2 or x.dtype not in (torch.int64, torch.int32):
-                raise ValueError(f"token mode expects integer ids of shape [B, T], got {tuple(x.shape)} {x.dtype}")
             x = nn.functional.embedding(x, self.weight_ih(0).t())
-        elif x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(f"expected input [B, T, {self.input_size}], got {tuple(x.shape)}")
         h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
         rnn = torch._VF.rnn_relu if self.nonlinearity == "relu" else torch._VF.rnn_tanh
         states, _ = rnn(x, h0, self._flat_weights(), self.bias, self.num_layers, 0.0, self.training,
@@ -158,12 +133,6 @@ class ReLURNN(nn.Module):
                 steps.append(h)
             below = torch.stack(steps, 1)
         return steps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states = self.hidden_states(x)
-        if self.output == "last":
-            states = states[:, -1]
-        return nn.functional.linear(states, self.weight_out, self.bias_out)
 
     def extra_repr(self) -> str:
         mode = f"vocab_size={self.vocab_size}" if self.vocab_size else f"input_size={self.input_size}"

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..stiefel.spectral import singular_values, spectrum_of
+from .base import RecurrentModel, check_choice
 from .init import recurrent_matrix
 from .recurrence import recurrence
 
@@ -30,7 +31,7 @@ def oplu(z: torch.Tensor) -> torch.Tensor:
     return torch.stack((torch.maximum(a, b), torch.minimum(a, b)), dim=-1).flatten(-2)
 
 
-class SpectralRNN(nn.Module):
+class SpectralRNN(RecurrentModel):
     """Plain RNN whose transition is factored as U diag(s) Vᵀ; same interface as :class:`ReLURNN`.
 
     Parameters are named ``weight_ih_l{k}``, ``U_l{k}``, ``V_l{k}``, ``spectrum_l{k}`` (p of eq. 10, or
@@ -42,22 +43,15 @@ class SpectralRNN(nn.Module):
                  nonlinearity: str = "tanh", output: str = "last", num_layers: int = 1, bias: bool = True,
                  vocab_size: int | None = None, init: str = "orthogonal", prelu_slope: float = 0.7,
                  learn_slope: bool = False):
-        super().__init__()
+        super().__init__(input_size, hidden_size, output_size, num_layers, output, vocab_size)
         if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
             raise ValueError(f"margin must be None or a number >= 0, got {margin!r}")
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {nonlinearity!r}")
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         if nonlinearity == "oplu" and hidden_size % 2:
-            raise ValueError(f"OPLU pairs units, so hidden_size must be even, got {hidden_size}")
-        if output not in ("last", "all"):
-            raise ValueError(f"output must be 'last' or 'all', got {output!r}")
-        if init not in ("orthogonal", "identity"):
-            raise ValueError(f"init must be 'orthogonal' or 'identity' (other schemes: plainrnn.nets.init_recurrent_), got {init!r}")
-        if vocab_size is not None:
-            input_size = vocab_size
-        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
-        self.margin, self.nonlinearity, self.output, self.num_layers = margin, nonlinearity, output, num_layers
-        self.bias, self.vocab_size = bias, vocab_size
+            raise ValueError(f"hidden_size must be even for OPLU, which pairs units, got {hidden_size}")
+        check_choice("init", init, ("orthogonal", "identity"))  # other schemes: plainrnn.nets.init_recurrent_
+        self.margin, self.nonlinearity, self.bias = margin, nonlinearity, bias
+        input_size = self.input_size
         for k in range(num_layers):
             fan_in = input_size if k == 0 else hidden_size
             self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(hidden_size, fan_in)))
@@ -104,9 +98,6 @@ class SpectralRNN(nn.Module):
     def weight_ih(self, layer: int) -> nn.Parameter:
         return getattr(self, f"weight_ih_l{layer}")
 
-    def recurrent_layers(self) -> int:
-        return self.num_layers
-
     def orthogonal_parameters(self) -> list[nn.Parameter]:
         return [M for k in range(self.num_layers) for M in (self.U(k), self.V(k))]
 
@@ -116,8 +107,7 @@ class SpectralRNN(nn.Module):
 
     def recurrent_weight(self, layer: int = 0) -> torch.Tensor:
         """The composite H×H transition W = U diag(s) Vᵀ."""
-        if not 0 <= layer < self.num_layers:
-            raise IndexError(f"layer must be in [0, {self.num_layers - 1}], got {layer}")
+        self._check_layer(layer)
         return (self.U(layer) * self.singular_values(layer)) @ self.V(layer).t()
 
     @torch.no_grad()
@@ -137,10 +127,9 @@ class SpectralRNN(nn.Module):
         return torch.where(z >= 0, z, self.slope * z)  # prelu
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_features(x)
         if self.vocab_size is not None:
             x = nn.functional.one_hot(x, self.vocab_size).to(self.weight_out.dtype)
-        elif x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(f"expected input [B, T, {self.input_size}], got {tuple(x.shape)}")
         for k in range(self.num_layers):
             W = self.recurrent_weight(k)
             b = getattr(self, f"bias_l{k}") if self.bias else None
@@ -174,8 +163,3 @@ class SpectralRNN(nn.Module):
             x = torch.stack(steps, 1)
         return steps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states = self.hidden_states(x)
-        if self.output == "last":
-            states = states[:, -1]
-        return nn.functional.linear(states, self.weight_out, self.bias_out)

@@ -7,6 +7,7 @@ import torch
 from torch.optim import Optimizer
 
 from ..stiefel.cayley import cayley_step, orthogonality_error, reorthonormalize_
+from ..nets.base import RecurrentModel
 from ..stiefel.spectral import spectral_factors
 
 
@@ -143,7 +144,7 @@ def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=to
 
     ``model``: a :class:`~plainrnn.nets.SpectralRNN`, or any model with weights factored by
     :func:`plainrnn.stiefel.spectral_` (each with its own margin)."""
-    if hasattr(model, "orthogonal_parameters"):
+    if isinstance(model, RecurrentModel) and model.orthogonal_parameters():
         orthogonal = model.orthogonal_parameters()
         margins = [getattr(model, "margin", None)] * model.num_layers
         spectra = [model.spectrum(k) for k in range(model.num_layers)]

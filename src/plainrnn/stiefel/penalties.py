@@ -25,15 +25,15 @@ def composite_weight_decay(W: torch.Tensor) -> torch.Tensor:
 
 def recurrent_penalty(model, *, orth: float = 0.0, sv_prior: float = 0.0, weight_decay: float = 0.0) -> torch.Tensor | float:
     """λ_orth Σ_l ‖W_lᵀW_l − I‖² + λ_sv Σ_l Σ_i (s_i − 1)² + λ_wd Σ_l ‖W_l‖², over the recurrent
-    layers of ``model``. The prior needs singular values: it uses ``model.singular_values(l)`` when the
-    model has them (SpectralRNN) and torch.linalg.svdvals otherwise."""
+    layers of ``model`` (a :class:`~plainrnn.nets.base.RecurrentModel`). The prior takes
+    ``model.singular_values(l)``: eq. 10's s for SpectralRNN, an SVD of W for the others."""
     total = 0.0
     for layer in range(model.recurrent_layers()):
         W = model.recurrent_weight(layer)
         if orth:
             total = total + orth * orthogonality_penalty(W)
         if sv_prior:
-            s = model.singular_values(layer) if hasattr(model, "singular_values") else torch.linalg.svdvals(W)
+            s = model.singular_values(layer)  # eq. 10's s for SpectralRNN, an SVD for the others
             total = total + sv_prior * singular_value_prior(s)
         if weight_decay:
             total = total + weight_decay * composite_weight_decay(W)

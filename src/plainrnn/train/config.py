@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..nets.init import MLP_INITS, RECURRENT_INITS
 
 MODELS = ("relu", "tanh", "lstm", "spectral", "mlp")
-NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
+from ..nets.spectral_rnn import NONLINEARITIES  # the widest list: SpectralRNN's
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path-adam")
 
 
