@@ -227,6 +227,20 @@ def _cmd_reproduce(args) -> int:
             return _fail("reproduce", e)
         print(json.dumps(result, indent=1) if args.json else step_scales.to_markdown(result))
         return 0
+    if args.recipe == "first-steps":
+        from .experiments import first_steps
+        from .train.config import load_config, parse_overrides
+        from .tasks import DataError
+        try:
+            cfg = load_config(None, {"task": "adding", "seq_len": 100, "optimizer": "path-sgd", "seed": 1,
+                                     **parse_overrides(args.set or [])})
+            if cfg.optimizer != "path-sgd":
+                raise ValueError(f"first-steps measures Path-SGD's steps: optimizer must be path-sgd, got {cfg.optimizer}")
+            records = first_steps.first_steps(cfg)
+        except (ValueError, TypeError, DataError) as e:
+            return _fail("reproduce", e)
+        print(json.dumps(records, indent=1) if args.json else first_steps.to_markdown(records))
+        return 0
     if args.recipe == "invariance-gap":
         from .experiments import invariance_gap
         from .train.config import load_config, parse_overrides
@@ -342,12 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_report)
 
     from .experiments.recipes import RECIPES
-    names = ("kappa-table", "step-scales", "invariance-gap", *RECIPES)
+    names = ("kappa-table", "step-scales", "first-steps", "invariance-gap", *RECIPES)
     repro = sub.add_parser("reproduce", help="rerun a table or figure of the papers",
                            description="kappa-table: ‖κ2‖/‖κ1‖ over T × H at uniform[-0.1, 0.1] init (2016, Fig. 2). "
                                        "step-scales: the spread of the factor s/κ that multiplies a Path-SGD "
                                        "step, per parameter, at a run's init (default: adding, T=100; --set "
-                                       "any run key). invariance-gap: how far Path-SGD runs from the balanced "
+                                       "any run key). first-steps: Path-SGD's first steps measured in the κ "
+                                       "metric, the whole step against the largest step of one unit (default: "
+                                       "adding, T=100, lr 1e-3, no clipping; --set any run key). invariance-gap: how far Path-SGD runs from the balanced "
                                        "and the unbalanced MNIST MLP drift apart, beside a control nudged by "
                                        "float32's rounding, in float32 and float64. "
                                        + " ".join(f"{k}: {v['paper']}." for k, v in RECIPES.items())
