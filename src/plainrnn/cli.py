@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .nets.init import MLP_INITS, RECURRENT_INITS
@@ -128,26 +129,16 @@ def _given(args, command_fields=("config", "set", "resume", "json", "quiet", "fu
 
 
 def _cmd_train(args) -> int:
-    import torch
-
     from .experiments.plots import run_figures
-    from .tasks import DataError
     from .train import resume, train
     from .train.config import load_config, parse_overrides
-    try:
-        if args.resume:
-            summary = resume(args.resume, progress=False if args.quiet else None, steps=vars(args).get("steps"))
-        else:
-            overrides = parse_overrides(args.set or [])
-            cfg = load_config(args.config, {**_given(args), **overrides})
-            summary = train(cfg, progress=False if args.quiet else None)
-        run_figures(summary["run_dir"])
-    except (ValueError, DataError, FileNotFoundError) as e:
-        return _fail("train", e)
-    except torch.OutOfMemoryError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
-        return _fail("train", ValueError(f"out of memory ({first}); lower --hidden, --seq-len or --batch-size, "
-                                         "or use a device with more memory"))
+    if args.resume:
+        summary = resume(args.resume, progress=False if args.quiet else None, steps=vars(args).get("steps"))
+    else:
+        overrides = parse_overrides(args.set or [])
+        cfg = load_config(args.config, {**_given(args), **overrides})
+        summary = train(cfg, progress=False if args.quiet else None)
+    run_figures(summary["run_dir"])
     if args.json:
         print(json.dumps(summary))
     else:
@@ -160,13 +151,10 @@ def _cmd_train(args) -> int:
 def _cmd_sweep(args) -> int:
     from .experiments.sweep import parse_grid, run_sweep
     from .train.config import load_config, parse_overrides
-    try:
-        base = load_config(args.config, parse_overrides(args.set or []))
-        grid = parse_grid(args.grid or [])
-        result = run_sweep(base, grid, seeds=args.seeds, backend=args.backend, workers=args.workers,
-                           address=args.address, name=args.name, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        return _fail("sweep", e)
+    base = load_config(args.config, parse_overrides(args.set or []))
+    grid = parse_grid(args.grid or [])
+    result = run_sweep(base, grid, seeds=args.seeds, backend=args.backend, workers=args.workers,
+                       address=args.address, name=args.name, progress=not args.quiet)
     print(result["table"])
     print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
           f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
@@ -175,13 +163,10 @@ def _cmd_sweep(args) -> int:
 
 def _cmd_report(args) -> int:
     from .experiments.report import report
-    try:
-        text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach)
-        if args.curves:
-            from .experiments.report import curves_table
-            text += "\n\n" + curves_table(args.runs)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail("report", e)
+    text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach)
+    if args.curves:
+        from .experiments.report import curves_table
+        text += "\n\n" + curves_table(args.runs)
     print(text)
     return 0
 
@@ -219,39 +204,27 @@ def _cmd_reproduce(args) -> int:
     if args.recipe == "step-scales":
         from .experiments import step_scales
         from .train.config import load_config, parse_overrides
-        from .tasks import DataError
-        try:
-            cfg = load_config(None, {"task": "adding", "seq_len": 100, **parse_overrides(args.set or [])})
-            result = step_scales.step_scales(cfg)
-        except (ValueError, TypeError, DataError) as e:
-            return _fail("reproduce", e)
+        cfg = load_config(None, {"task": "adding", "seq_len": 100, **parse_overrides(args.set or [])})
+        result = step_scales.step_scales(cfg)
         print(json.dumps(result, indent=1) if args.json else step_scales.to_markdown(result))
         return 0
     if args.recipe == "first-steps":
         from .experiments import first_steps
         from .train.config import load_config, parse_overrides
-        from .tasks import DataError
-        try:
-            cfg = load_config(None, {"task": "adding", "seq_len": 100, "optimizer": "path-sgd", "seed": 1,
-                                     **parse_overrides(args.set or [])})
-            if cfg.optimizer != "path-sgd":
-                raise ValueError(f"first-steps measures Path-SGD's steps: optimizer must be path-sgd, got {cfg.optimizer}")
-            records = first_steps.first_steps(cfg)
-        except (ValueError, TypeError, DataError) as e:
-            return _fail("reproduce", e)
+        cfg = load_config(None, {"task": "adding", "seq_len": 100, "optimizer": "path-sgd", "seed": 1,
+                                 **parse_overrides(args.set or [])})
+        if cfg.optimizer != "path-sgd":
+            raise ValueError(f"first-steps measures Path-SGD's steps: optimizer must be path-sgd, got {cfg.optimizer}")
+        records = first_steps.first_steps(cfg)
         print(json.dumps(records, indent=1) if args.json else first_steps.to_markdown(records))
         return 0
     if args.recipe == "invariance-gap":
         from .experiments import invariance_gap
         from .train.config import load_config, parse_overrides
-        from .tasks import DataError
         defaults = {"task": "mnist", "model": "mlp", "hidden": 1000, "layers": 2, "lr": 1e-3, "batch_size": 100,
                     "steps": 300, "seed": 1}
-        try:
-            cfg = load_config(None, {**defaults, **parse_overrides(args.set or [])})
-            rows = invariance_gap.invariance_gap(cfg)
-        except (ValueError, TypeError, DataError) as e:
-            return _fail("reproduce", e)
+        cfg = load_config(None, {**defaults, **parse_overrides(args.set or [])})
+        rows = invariance_gap.invariance_gap(cfg)
         print(json.dumps(rows, indent=1) if args.json else invariance_gap.to_markdown(rows))
         return 0
     from .experiments.recipes import RECIPES
@@ -264,12 +237,9 @@ def _cmd_reproduce(args) -> int:
             f"{args.recipe} has no {args.budget} budget; it has " + (", ".join(budgets) if budgets else
                                                                      "only its base protocol (no --budget)")))
     budget = budgets.get(args.budget or ("full" if "full" in budgets else ""), {})
-    try:
-        base = load_config(None, {**recipe["base"], **budget, **parse_overrides(args.set or [])})
-        result = run_sweep(base, recipe["grid"], seeds=args.seeds or recipe["seeds"], backend=args.backend,
-                           workers=args.workers, address=args.address, name=args.recipe, progress=True)
-    except (ValueError, RuntimeError) as e:
-        return _fail("reproduce", e)
+    base = load_config(None, {**recipe["base"], **budget, **parse_overrides(args.set or [])})
+    result = run_sweep(base, recipe["grid"], seeds=args.seeds or recipe["seeds"], backend=args.backend,
+                       workers=args.workers, address=args.address, name=args.recipe, progress=True)
     print(result["table"])
     print(f"\nselected on validation: {result['selected']['setting']} → test {result['selected']['test_metric']:.6g}")
     print(f"the paper: {recipe['paper']}")
@@ -285,12 +255,8 @@ def _cmd_data(args) -> int:
         return 0
     if not args.name:
         return _fail("data fetch", "name a dataset: " + ", ".join(DATASETS))
-    try:
-        fetch(args.name, args.data_dir, source_file=args.source, force=args.force,
-              say=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except DataError as e:
-        print(f"plainrnn data fetch: error: {e}", file=sys.stderr)
-        return 1
+    fetch(args.name, args.data_dir, source_file=args.source, force=args.force,
+          say=lambda msg: print(msg, file=sys.stderr, flush=True))
     return 0
 
 
@@ -408,13 +374,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the input was wrong" (or the machine cannot run it), which every
+    command reports as one line and exit status 2. Anything else is a bug and keeps its traceback."""
+    import torch
+
+    from .tasks import DataError
+    from .train.checkpoint import CheckpointError
+    return (ValueError, TypeError, FileNotFoundError, DataError, CheckpointError, RuntimeError,
+            torch.OutOfMemoryError)
+
+
+def _message(error: BaseException) -> str:
+    """Our own errors as they were written (a data error's second line says how to fetch it); torch's
+    runtime errors by their first line, which names the problem."""
+    import torch
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if isinstance(error, torch.OutOfMemoryError):
+        return f"out of memory ({first}); lower --hidden, --seq-len or --batch-size, or use a device with more memory"
+    if isinstance(error, FileNotFoundError) and error.filename and not text.startswith(str(error.filename)):
+        return f"{error.filename}: {error.strerror or first}"
+    if isinstance(error, RuntimeError) and type(error).__module__.startswith("torch"):
+        return first
+    return text or type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = args.command if args.command != "data" else f"data {args.action}"
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _input_errors() as e:
+        if os.environ.get("PLAINRNN_TRACEBACK"):
+            raise
+        return _fail(command, _message(e))
 
 
 if __name__ == "__main__":

@@ -53,3 +53,23 @@ def test_demo_prints_a_table_and_writes_the_curve(tmp_path):
         assert any(line.startswith(label) for line in lines), label
     png = next(line.split(": ", 1)[1] for line in lines if line.startswith("learning curves:"))
     assert open(png, "rb").read(4) == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["report", "/nonexistent/runs"], "plainrnn report: error: /nonexistent/runs: no such run directory"),
+    (["sweep", "--grid", "lr"], "plainrnn sweep: error: --grid expects key=v1,v2,..., got 'lr'"),
+    (["reproduce", "step-scales", "--set", "hidden=-3"], "plainrnn reproduce: error: hidden"),
+    (["train", "--resume", "/nonexistent/run"], "plainrnn train: error: /nonexistent/run: no checkpoint.pt"),
+    (["data", "fetch", "cifar10", "--from", "/nonexistent/cifar.tar.gz", "--data-dir", "/tmp/plainrnn-none"],
+     "plainrnn data fetch: error:"),
+])
+def test_every_command_reports_bad_input_the_same_way(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_a_traceback_on_request(monkeypatch):
+    monkeypatch.setenv("PLAINRNN_TRACEBACK", "1")
+    with pytest.raises(FileNotFoundError):
+        main(["report", "/nonexistent/runs"])
