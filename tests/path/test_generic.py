@@ -233,3 +233,32 @@ def test_a_tanh_rnn_and_missing_or_misplaced_arguments_are_named():
         pr.optim.PathSGD(_mlp(), lr=0.1)
     with pytest.raises(ValueError, match="seq_len is for plainrnn.ReLURNN"):
         pr.optim.PathSGD(_mlp(), lr=0.1, seq_len=5, example_input=torch.zeros(1, 3))
+
+
+def test_a_users_models_train_with_hooks_and_schedulers():
+    """PathSGD and PathNormalized on an nn.Sequential and a wrapped nn.RNN: the loss goes down, step
+    hooks run, a scheduler changes the learning rate."""
+    torch.manual_seed(6)
+    mlp = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    rnn = _Wrapped().float()
+    xs = torch.rand(16, 8, 3)
+    ys = xs[:, :2, 0].sum(1, keepdim=True).repeat(1, 2)
+    for model, inputs, targets in ((mlp, x, y), (rnn, xs, ys)):
+        for make in (lambda m: pr.optim.PathSGD(m, lr=0.05, example_input=inputs),
+                     lambda m: pr.optim.PathNormalized(torch.optim.Adam, m, example_input=inputs, lr=1e-2)):
+            net = copy.deepcopy(model)
+            opt = make(net)
+            calls = []
+            opt.register_step_pre_hook(lambda *_: calls.append("pre"))
+            opt.register_step_post_hook(lambda *_: calls.append("post"))
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.1)
+            first = nn.functional.mse_loss(net(inputs), targets).item()
+            for _ in range(40):
+                opt.zero_grad()
+                nn.functional.mse_loss(net(inputs), targets).backward()
+                opt.step()
+                sched.step()
+            assert nn.functional.mse_loss(net(inputs), targets).item() < 0.9 * first
+            assert calls[:2] == ["pre", "post"] and len(calls) == 80
+            assert opt.param_groups[0]["lr"] == pytest.approx(sched.base_lrs[0] * 0.01)
