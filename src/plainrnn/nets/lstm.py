@@ -13,6 +13,16 @@ class LSTM(RecurrentModel):
     ``recurrent_weight(layer)`` returns the four H×H gate blocks stacked as torch stores them,
     [4H, H] (input, forget, cell, output). torch's LSTM has no peephole connections. Token ids are
     read as one-hot vectors, as by the other models (the first layer's input weight is 4H × V).
+
+    Args:
+        input_size, hidden_size, output_size, num_layers, output, vocab_size: as for :class:`ReLURNN`.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> lstm = pr.LSTM(1, 16, 10, vocab_size=50)
+        >>> tuple(lstm(torch.randint(0, 50, (2, 7))).shape)
+        (2, 10)
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,

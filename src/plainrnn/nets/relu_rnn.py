@@ -41,6 +41,13 @@ class ReLURNN(RecurrentModel):
 
     Parameters are named ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_l{k}`` (k = 0..d−1),
     ``weight_out`` and ``bias_out``.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> model = pr.ReLURNN(input_size=2, hidden_size=16, output_size=1)   # IRNN init
+        >>> tuple(model(torch.rand(4, 10, 2)).shape)
+        (4, 1)
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,

@@ -37,6 +37,22 @@ class SpectralRNN(RecurrentModel):
     Parameters are named ``weight_ih_l{k}``, ``U_l{k}``, ``V_l{k}``, ``spectrum_l{k}`` (p of eq. 10, or
     s itself without a margin), ``bias_l{k}``, ``weight_out``, ``bias_out`` (and ``slope`` for a learnable
     PReLU). ``orthogonal_parameters()`` lists the U and V matrices for a Stiefel optimizer.
+
+    Args:
+        input_size, hidden_size, output_size, num_layers, output, bias, vocab_size: as for :class:`ReLURNN`.
+        margin: m of eq. 10, singular values in [1 − m, 1 + m]; None: free singular values.
+        nonlinearity: "tanh", "relu" (fused kernels), "none", "oplu", "prelu"
+            (:mod:`plainrnn.nets.recurrence`).
+        init: U and V "orthogonal" (random) or "identity".
+        prelu_slope: PReLU's slope a; learn_slope: make it a parameter.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> model = pr.SpectralRNN(10, 16, 9, margin=0.1, nonlinearity="none", output="all")
+        >>> s = model.singular_values(0)
+        >>> tuple(model(torch.rand(2, 5, 10)).shape), bool(((s >= 0.9) & (s <= 1.1)).all())
+        ((2, 5, 9), True)
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, margin: float | None = None,

@@ -189,6 +189,17 @@ class PathSGD(Optimizer):
             though the whole step is tiny in the κ metric, and its recurrent self-loop then grows γ²
             like W[j,j]^{2T}. Rescaling-invariant (Theorem 2 holds). ``param_groups[0]["path_unit_clips"]``
             counts the unit steps limited so far.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> model = pr.ReLURNN(2, 8, 1)
+        >>> opt = pr.optim.PathSGD(model, lr=1e-2, seq_len=10, max_unit_step=0.01)
+        >>> x, y = pr.tasks.adding_batch(4, 10)
+        >>> torch.nn.functional.mse_loss(model(x), y).backward()
+        >>> opt.step()
+        >>> opt.param_groups[0]["path_steps"]
+        1
     """
 
     def __init__(self, model, lr: float, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,
@@ -370,12 +381,28 @@ class PathSGD(Optimizer):
 
 
 class PathNormalized(Optimizer):
-    """Feeds path-normalized gradients, s·∂L/∂p/κ, into any torch optimizer (the 2016 paper uses Adam).
+    """Feeds path-normalized gradients, s·∂L/∂p_i/κ_i (eq. 8's direction), into any torch optimizer
+    (the 2016 paper's RNN-Path on PTB-c and text8 uses Adam).
 
-        opt = PathNormalized(torch.optim.Adam, model, seq_len=50, lr=1e-3)
+    ``state_dict()`` holds the inner optimizer's state, and the step scale. After ``step()`` the
+    ``.grad`` fields hold the normalized gradients.
 
-    ``**kwargs`` go to ``optimizer_cls``. ``state_dict()`` holds the inner optimizer's state, and
-    the step scale. After ``step()`` the ``.grad`` fields hold the normalized gradients.
+    Args:
+        optimizer_cls: a torch.optim.Optimizer class.
+        model: as for :class:`PathSGD`.
+        seq_len, second_order, p, lr_scale, kappa_every, example_input: as for :class:`PathSGD`.
+        **kwargs: the inner optimizer's arguments (lr, betas, ...).
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> model = pr.ReLURNN(2, 8, 1)
+        >>> opt = pr.optim.PathNormalized(torch.optim.Adam, model, seq_len=10, lr=1e-3)
+        >>> x, y = pr.tasks.adding_batch(4, 10)
+        >>> torch.nn.functional.mse_loss(model(x), y).backward()
+        >>> opt.step()
+        >>> type(opt.inner).__name__, opt.param_groups[0]["lr"]
+        ('Adam', 0.001)
     """
 
     def __init__(self, optimizer_cls, model, seq_len: int | None = None, second_order: bool = False,

@@ -24,6 +24,23 @@ class StiefelSGD(Optimizer):
 
     ``method`` goes to :func:`cayley_step`: "auto" (a short Neumann series when it is exact to
     rounding, which it is at the paper's lr 1e-6, else one LU solve) or "solve" (always the solve).
+
+    Args:
+        params: square orthogonal matrices (or param groups of them).
+        lr: the geodesic step size η.
+        check_every: steps between drift checks.
+        tol: the drift that triggers re-orthonormalization (None: 1e-6 in float32, 1e-12 in float64).
+        method: "auto" or "solve".
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> W = torch.nn.Parameter(torch.eye(3))
+        >>> opt = pr.optim.StiefelSGD([W], lr=0.1)
+        >>> (W @ torch.randn(3, 3)).sum().backward()
+        >>> opt.step()
+        >>> pr.stiefel.orthogonality_error(W.detach()) < 1e-6
+        True
     """
 
     def __init__(self, params, lr: float, check_every: int = 10, tol: float | None = None, method: str = "auto"):
@@ -62,6 +79,9 @@ class StiefelSGD(Optimizer):
 
 class Combined(Optimizer):
     """Several optimizers stepping together as one (for the paper's geodesic + RMSprop setup).
+
+    Args:
+        *optimizers: torch optimizers over disjoint parameters, stepped in this order.
 
     A real :class:`torch.optim.Optimizer`: step hooks, LR schedulers (they see and change the inner
     optimizers' own param groups), ``state_dict``/``load_state_dict``. ``state`` is one stable mapping
@@ -142,8 +162,25 @@ def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=to
     on the rest at ``lr``, except the spectrum parameters p whose lr is divided by 2m: eq. 10 scales
     the gradient reaching p by 2m, and this undoes it (not done for m = 0, where p has no effect).
 
-    ``model``: a :class:`~plainrnn.nets.SpectralRNN`, or any model with weights factored by
-    :func:`plainrnn.stiefel.spectral_` (each with its own margin)."""
+    Args:
+        model: a :class:`~plainrnn.nets.SpectralRNN`, or any model with weights factored by
+            :func:`plainrnn.stiefel.spectral_` (each with its own margin).
+        lr: the ordinary parameters' learning rate (RMSprop's in the paper, 1e-4 or 1e-3).
+        orth_lr: the geodesic steps' (the paper's 1e-6).
+        optimizer_cls: the ordinary parameters' optimizer.
+        orth_method: :class:`StiefelSGD`'s method.
+        **kwargs: for ``optimizer_cls``.
+
+    Returns:
+        A :class:`Combined` optimizer: StiefelSGD on U and V, then ``optimizer_cls``.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> opt = pr.optim.spectral_optimizer(pr.SpectralRNN(2, 8, 1, margin=0.1), lr=1e-3)
+        >>> [type(o).__name__ for o in opt.optimizers], [g["lr"] for g in opt.param_groups]
+        (['StiefelSGD', 'RMSprop'], [1e-06, 0.001, 0.005])
+    """
     if isinstance(model, RecurrentModel) and model.orthogonal_parameters():
         orthogonal = model.orthogonal_parameters()
         margins = [getattr(model, "margin", None)] * model.num_layers

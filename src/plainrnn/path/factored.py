@@ -15,7 +15,22 @@ import torch
 
 @dataclass(frozen=True)
 class Outer:
-    """κ = rows ⊗ cols (κ[j, k] = rows[j] · cols[k])."""
+    """A rank-one κ = rows ⊗ cols, κ[j, k] = rows[j] · cols[k] (Theorem 3: g_j · a_k).
+
+    Args:
+        rows: the backward values g of the edges' heads (length H).
+        cols: the forward values a of their tails (length F).
+
+    Returns:
+        (``dense()``) the H×F tensor.
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.path import Outer
+        >>> Outer(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0, 5.0])).dense()[1].tolist()
+        [6.0, 8.0, 10.0]
+    """
 
     rows: torch.Tensor
     cols: torch.Tensor
@@ -72,10 +87,29 @@ def fits(factor: torch.Tensor, dtype: torch.dtype) -> bool:
 def divide_(grad: torch.Tensor, entry: KappaEntry, scale: float = 1.0, defer_columns: bool = False):
     """In place: grad ← scale · grad / κ (eq. 8), with κ = 0 mapped to a zero step.
 
-    With ``defer_columns=True`` and a rank-one κ whose factors fit the gradient's dtype, only the row
-    factor is applied and the column factor 1/cols is returned, so that the caller can fold it into its
-    own update (one pass less over a large matrix); otherwise returns None. Factors that do not fit
-    (see :func:`fits`) are applied together in float64, and the result rounded once."""
+    Factors that do not fit the gradient's dtype (see :func:`fits`) are applied together in float64,
+    and the result rounded once.
+
+    Args:
+        grad: the gradient ∂L/∂p, overwritten.
+        entry: κ of that parameter, a tensor or an :class:`Outer`.
+        scale: the step scale s.
+        defer_columns: with a rank-one κ whose factors fit, apply only the row factor and return the
+            column factor 1/cols, for the caller to fold into its own update (one pass less over a
+            large matrix).
+
+    Returns:
+        The deferred column factor, or None.
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.path import divide_
+        >>> g = torch.tensor([2.0, 3.0, 5.0])
+        >>> divide_(g, torch.tensor([4.0, 0.0, 10.0]), scale=2.0)
+        >>> g.tolist()
+        [1.0, 0.0, 1.0]
+    """
     if isinstance(entry, Outer):
         rows, cols = inverse(entry.rows, scale), inverse(entry.cols, 1.0)
         if fits(rows, grad.dtype) and fits(cols, grad.dtype):

@@ -22,7 +22,23 @@ import torch
 
 
 def skew_generator(W: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """A = G Wᵀ − W Gᵀ (eq. 9)."""
+    """A = G Wᵀ − W Gᵀ (2017 paper, eq. 9), the skew-symmetric generator of the Cayley step.
+
+    Args:
+        W: an orthogonal matrix (or a batch of them).
+        G: ∂L/∂W, the same shape.
+
+    Returns:
+        A, skew-symmetric (Aᵀ = −A).
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.stiefel import skew_generator
+        >>> A = skew_generator(torch.eye(3), torch.randn(3, 3))
+        >>> bool(torch.allclose(A, -A.T))
+        True
+    """
     M = G @ W.mT
     return M - M.mT
 
@@ -35,6 +51,24 @@ def cayley_step(W: torch.Tensor, G: torch.Tensor, lr: float, method: str = "auto
     (I + B)⁻¹W = Σ_{j≤k} (−B)^j W is exact to rounding and costs k matrix products instead of a solve
     (k = 1 at the 2017 paper's geodesic lr 1e-6); otherwise it solves. Both give the same W⁺ to the
     working precision, so orthogonality is kept either way.
+
+    Args:
+        W: an orthogonal matrix (or a batch of them).
+        G: ∂L/∂W, the same shape.
+        lr: the geodesic step size η.
+        method: "auto" or "solve".
+
+    Returns:
+        W⁺, orthogonal, a new tensor.
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.stiefel import cayley_step, orthogonality_error
+        >>> W = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64))[0]
+        >>> W2 = cayley_step(W, torch.randn(5, 5, dtype=torch.float64), lr=0.5)
+        >>> orthogonality_error(W2) < 1e-12
+        True
     """
     if W.shape[-1] != W.shape[-2] or G.shape != W.shape:
         raise ValueError(f"cayley_step needs a square W and a G of the same shape, got {tuple(W.shape)} and {tuple(G.shape)}")
@@ -58,7 +92,21 @@ def cayley_step(W: torch.Tensor, G: torch.Tensor, lr: float, method: str = "auto
 
 
 def orthogonality_error(W: torch.Tensor) -> float:
-    """‖WᵀW − I‖ in the max-abs norm: how far W has drifted off the orthogonal group."""
+    """‖WᵀW − I‖ in the max-abs norm: how far W has drifted off the orthogonal group.
+
+    Args:
+        W: a square matrix.
+
+    Returns:
+        A float.
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.stiefel import orthogonality_error
+        >>> orthogonality_error(torch.eye(4)), orthogonality_error(2 * torch.eye(2))
+        (0.0, 3.0)
+    """
     eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
     return (W.mT @ W - eye).abs().max().item()
 
@@ -67,7 +115,23 @@ def orthogonality_error(W: torch.Tensor) -> float:
 def reorthonormalize_(W: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     """Pull W back onto the orthogonal group in place, towards its nearest orthogonal matrix (the
     polar factor), by Newton–Schulz iterations W ← W (3I − WᵀW)/2. Near an orthogonal matrix each
-    iteration squares the error, so three take a drift of 1e-3 down to float64 rounding."""
+    iteration squares the error, so three take a drift of 1e-3 down to float64 rounding.
+
+    Args:
+        W: a nearly orthogonal square matrix, overwritten.
+        iterations: Newton–Schulz iterations.
+
+    Returns:
+        W.
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.stiefel import orthogonality_error, reorthonormalize_
+        >>> W = torch.eye(3, dtype=torch.float64) + 1e-3 * torch.randn(3, 3, dtype=torch.float64)
+        >>> orthogonality_error(reorthonormalize_(W)) < 1e-12
+        True
+    """
     eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
     for _ in range(iterations):
         W.copy_(W @ (1.5 * eye - 0.5 * (W.mT @ W)))

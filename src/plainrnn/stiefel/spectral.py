@@ -44,7 +44,23 @@ def spectrum_of(singular: torch.Tensor, margin: float | None) -> torch.Tensor:
 
 
 class SpectralFactorization(nn.Module):
-    """The parametrization W = U diag(s(p)) Vᵀ (eq. 10), with U, p, V as its three original tensors."""
+    """The parametrization W = U diag(s(p)) Vᵀ (eq. 10), with U, p, V as its three original tensors.
+
+    Args:
+        margin: m; None for free singular values (p is s itself).
+
+    Returns:
+        (``forward(U, p, V)``) the composite weight.
+
+    Example::
+
+        >>> import torch
+        >>> from plainrnn.stiefel import SpectralFactorization
+        >>> f = SpectralFactorization(margin=0.5)
+        >>> W = f(torch.eye(2), torch.tensor([100.0, -100.0]), torch.eye(2))  # s at the ends of [0.5, 1.5]
+        >>> W.diagonal().tolist()
+        [1.5, 0.5]
+    """
 
     def __init__(self, margin: float | None = None):
         super().__init__()
@@ -70,6 +86,16 @@ def spectral_(module: nn.Module, name: str = "weight", margin: float | None = No
         module: any module, e.g. ``nn.RNN`` (``name="weight_hh_l0"``) or ``nn.Linear``.
         name: the weight to factor; it must be a square matrix.
         margin: m of eq. 10, singular values in [1 − m, 1 + m]; None: free singular values.
+
+    Returns:
+        The module, with ``module.<name>`` now computed from U, p and V.
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> layer = pr.stiefel.spectral_(torch.nn.Linear(4, 4), margin=0.0)  # an orthogonal weight
+        >>> bool(torch.allclose(layer.weight.T @ layer.weight, torch.eye(4), atol=1e-5))
+        True
     """
     weight = getattr(module, name, None)
     if not isinstance(weight, torch.Tensor):
@@ -85,7 +111,21 @@ def spectral_(module: nn.Module, name: str = "weight", margin: float | None = No
 
 def spectral_factors(model: nn.Module) -> list[tuple[str, SpectralFactorization, nn.Parameter, nn.Parameter,
                                                        nn.Parameter]]:
-    """(qualified weight name, parametrization, U, p, V) of every weight that :func:`spectral_` factored."""
+    """Every weight of ``model`` that :func:`spectral_` factored.
+
+    Args:
+        model: any module.
+
+    Returns:
+        A list of (qualified weight name, its :class:`SpectralFactorization`, U, p, V).
+
+    Example::
+
+        >>> import torch, plainrnn as pr
+        >>> net = torch.nn.Sequential(pr.stiefel.spectral_(torch.nn.RNN(2, 3), "weight_hh_l0"))
+        >>> [name for name, *_ in pr.stiefel.spectral_factors(net)]
+        ['0.weight_hh_l0']
+    """
     found = []
     for module_name, module in model.named_modules():
         if not parametrize.is_parametrized(module):
