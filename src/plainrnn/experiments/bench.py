@@ -33,6 +33,8 @@ TARGETS = {
     "path_adam_overhead": (1.10, "PathNormalized(Adam) step / Adam step, same shapes"),
     "path_sgd_safeguard_overhead": (1.05, "PathSGD(max_path_growth=0.1) step / PathSGD step, ReLURNN H=100 T=100 "
                                           "B=50 (the adding problem's shapes)"),
+    "path_sgd_unit_step_overhead": (1.05, "PathSGD(max_unit_step=0.01) step / PathSGD step, the adding "
+                                          "problem's shapes (H=100 T=100 B=50)"),
     "kappa2_overhead": (3.0, "PathSGD with κ2 step / SGD step, H=100 T=100 B=50"),
     "cayley_overhead_128": (1.10, "SpectralRNN + geodesic steps / plain RNN + SGD, copy T=100, B=50, H=128"),
     "cayley_overhead_500": (1.20, "same, H=500"),
@@ -170,6 +172,14 @@ def case_path_sgd_safeguard(quick):
                      lambda m: PathSGD(m, lr=1e-4, seq_len=T))
 
 
+def case_path_sgd_unit_step(quick):
+    # Ours at an lr where units are limited at every step, so the row times the limiting itself; the
+    # baseline at one small enough to stay finite (an exploded run would time arithmetic on inf).
+    H, T, B = (50, 30, 10) if quick else (100, 100, 50)
+    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-1, seq_len=T, max_unit_step=0.01),
+                     lambda m: PathSGD(m, lr=1e-4, seq_len=T))
+
+
 def case_kappa2(quick):
     H, T, B = (50, 30, 10) if quick else (100, 100, 50)
     return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, second_order=True),
@@ -252,6 +262,7 @@ CASES = {
     "path_sgd_overhead": case_path_sgd,
     "path_adam_overhead": case_path_adam,
     "path_sgd_safeguard_overhead": case_path_sgd_safeguard,
+    "path_sgd_unit_step_overhead": case_path_sgd_unit_step,
     "kappa2_overhead": case_kappa2,
     "cayley_overhead_128": case_cayley(128),
     "cayley_overhead_500": case_cayley(500),
