@@ -274,9 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "RNNs: train, sweep, report, reproduce, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    demo = sub.add_parser("demo", help="the adding problem at T=100, three setups side by side (about 2 minutes on 2 cores)",
-                          description="Trains the adding problem at T=100 with IRNN+SGD, ReLU RNN+Adam and "
-                                      "ReLU RNN+Path-SGD; prints a table of test MSE and writes a learning-curve PNG.")
+    demo = sub.add_parser("demo", help="the adding problem at T=100, four setups side by side (about 3 minutes on 2 cores)",
+                          description="Trains the adding problem at T=100 with IRNN+SGD, ReLU RNN+Adam, "
+                                      "ReLU RNN+Path-SGD (per-unit trust region) and Path-Adam, each at its best setting in "
+                                      "the adding study; prints a table of test MSE, a learning-curve PNG and the "
+                                      "study's findings.")
     demo.add_argument("--out", default="runs", help="parent directory of the demo's runs (default: %(default)s)")
     demo.add_argument("--steps", type=_number(int, 1), default=None, help="override the steps per setup")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -49,7 +49,7 @@ def test_demo_prints_a_table_and_writes_the_curve(tmp_path):
     out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "demo", "--steps", "20", "--out", str(tmp_path),
                           "--quiet"], capture_output=True, text=True, check=True, timeout=300)
     lines = out.stdout.splitlines()
-    for label in ("IRNN + SGD", "ReLU RNN + Adam", "ReLU RNN + Path-SGD"):
+    for label in ("IRNN + SGD", "ReLU RNN + Adam", "ReLU RNN + Path-SGD", "ReLU RNN + Path-Adam"):
         assert any(line.startswith(label) for line in lines), label
     png = next(line.split(": ", 1)[1] for line in lines if line.startswith("learning curves:"))
     assert open(png, "rb").read(4) == b"\x89PNG"
