@@ -162,7 +162,12 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .experiments.report import report
+    from .experiments.report import pivot_table, report
+    if args.columns:
+        if args.reach is None:
+            raise ValueError("--columns needs --reach X: its cells count the seeds that reached X")
+        print(pivot_table(args.runs, args.columns, args.reach, args.scale))
+        return 0
     text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach)
     if args.curves:
         from .experiments.report import curves_table
@@ -321,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reach", type=_number(float), default=None, metavar="X",
                      help="add the steps each setting needed to first reach test metric X (≤ X for losses, ≥ X "
                           "for accuracies), median over the seeds that did, e.g. --reach 0.01 on adding")
+    rep.add_argument("--columns", default=None, metavar="KEY",
+                     help="instead, a table of settings × the values of config KEY (e.g. seq_len, the 2016 "
+                          "paper's Table 2); each cell: seeds that reached --reach / seeds · their median step "
+                          "· the median final test metric × --scale")
+    rep.add_argument("--scale", type=_number(float, 0, True), default=1.0,
+                     help="multiply the final test metric in --columns cells (100: the paper's MSE×100)")
     rep.set_defaults(func=_cmd_report)
 
     from .experiments.recipes import RECIPES

@@ -181,16 +181,16 @@ def test_explicit_settings_pair_values_that_belong_together(tmp_path):
 
 
 def test_a_budget_a_recipe_lacks_is_one_clear_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "table2-adding", "--budget", "cpu"],
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "orth-copy", "--budget", "cpu"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "has no cpu budget" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_reproduce_runs_a_recipe_end_to_end(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "table2-adding", "--seeds", "1",
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "orth-copy", "--seeds", "1",
                           "--set", "steps=10", "--set", "eval_every=10", "--set", "seq_len=8", "--set", "hidden=8",
                           "--set", f"out={tmp_path}", "--workers", "2"], capture_output=True, text=True, check=True)
-    assert "selected on validation:" in out.stdout and out.stdout.count("| optimizer=") == 6
+    assert "selected on validation:" in out.stdout and out.stdout.count("| margin=") == 6
 
 
 def _fake_run(root, name, optimizer, seed, curve, lower=True):
@@ -299,3 +299,32 @@ def test_a_run_made_before_a_config_key_existed_is_still_reused(tmp_path):
     old["removed_option"] = 1
     saved.write_text(json.dumps(old))
     assert run_trial(config)["status"] == "ok"  # a config that no longer fits is run afresh
+
+
+def _results_run(root, name, config, finals, diverged=False):
+    """A run directory as results/ keeps it: config.yaml, summary.json, metrics.jsonl (test metric per step)."""
+    import yaml
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(dict(step=1000 * (i + 1), test_metric=v)) + "\n"
+                                               for i, v in enumerate(finals)))
+    (run / "summary.json").write_text(json.dumps(dict(test_metric=math.nan if diverged else finals[-1],
+                                                      diverged=diverged, lower_is_better=True)))
+
+
+def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_path, capsys):
+    from plainrnn.cli import main
+    base = dict(task="adding", optimizer="adam", lr=1e-3, seed=1)
+    _results_run(tmp_path, "a1", dict(base, seq_len=100), [0.1, 0.005, 0.002])
+    _results_run(tmp_path, "a2", dict(base, seq_len=100, seed=2), [0.1, 0.05, 0.008])
+    _results_run(tmp_path, "a3", dict(base, seq_len=100, seed=3), [0.2, 0.1], diverged=True)
+    _results_run(tmp_path, "b1", dict(base, seq_len=400), [0.17, 0.16])
+    _results_run(tmp_path, "c1", dict(base, optimizer="sgd", seq_len=400), [0.17, 0.009])
+    assert main(["report", str(tmp_path), "--reach", "0.01", "--columns", "seq_len", "--scale", "100"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| setting | seq_len = 100 | seq_len = 400 |"
+    assert lines[2] == "| optimizer=adam | 2/3 · 2500 · 0.8 | 0/1 · – · 16 |"  # median of 0.2, 0.8 and a divergence
+    assert lines[3] == "| optimizer=sgd | not run | 1/1 · 2000 · 0.9 |"
+    assert main(["report", str(tmp_path), "--columns", "seq_len"]) == 2
+    assert "--columns needs --reach" in capsys.readouterr().err

@@ -166,3 +166,46 @@ def curves_table(paths: list[str]) -> str:
     for label, cells, end in rows:
         lines.append(f"| {label} | " + " | ".join(cells.get(c, "") for c in columns) + f" | {end or 'finished'} |")
     return "\n".join(lines)
+
+
+def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0) -> str:
+    """Settings as rows, the values of one config key as columns (Table 2 of the 2016 paper: the
+    methods against T). Each cell: seeds that reached test metric ``reach`` / seeds, the median step at
+    which they first did, and the median final test metric × ``scale`` over every seed (a diverged
+    seed counts as the worst)."""
+    runs = find_runs(paths)
+    cells: dict[tuple, dict] = {}
+    configs = {run: read_config(run) for run in runs}
+    if not all(column in c for c in configs.values()):
+        raise ValueError(f"--columns {column}: not a config key of every run")
+    rest = [{k: v for k, v in c.items() if k != column} for c in configs.values()]
+    varying = {k for k in rest[0] if len({json.dumps(r.get(k)) for r in rest}) > 1}
+    values = sorted({c[column] for c in configs.values()}, key=lambda v: (v is None, v))
+    for run, config in configs.items():
+        summary = json.loads((run / "summary.json").read_text())
+        lower = summary.get("lower_is_better", True)
+        row = _label({k: v for k, v in config.items() if k != column}, varying - {column})
+        cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower))
+        cell["runs"] += 1
+        step = steps_to_reach(run, reach, lower)
+        if step is not None:
+            cell["reached"].append(step)
+        final = summary["test_metric"]
+        cell["finals"].append(final if not summary["diverged"] and math.isfinite(final)
+                              else (math.inf if lower else -math.inf))
+    rows = list(dict.fromkeys(row for row, _ in cells))
+    head = f"| setting | " + " | ".join(f"{column} = {v}" for v in values) + " |"
+    lines = [head, "|---" * (len(values) + 1) + "|"]
+    for row in rows:
+        out = []
+        for v in values:
+            cell = cells.get((row, v))
+            if cell is None:
+                out.append("not run")
+                continue
+            step = f"{statistics.median(cell['reached']):g}" if cell["reached"] else "–"
+            final = statistics.median(cell["finals"])
+            shown = f"{final * scale:.3g}" if math.isfinite(final) else "diverged"
+            out.append(f"{len(cell['reached'])}/{cell['runs']} · {step} · {shown}")
+        lines.append(f"| {row} | " + " | ".join(out) + " |")
+    return "\n".join(lines)
