@@ -218,6 +218,8 @@ class SquaredNetwork:
                 for k, layer in enumerate(rnn.states):
                     name = f"{prefix}.weight_hh_l{k}" if prefix else f"weight_hh_l{k}"
                     kappa[name] = kappa[name] + self._kappa2(q[name].detach(), layer)
+        for rnn in self.rnns.values():
+            rnn.states = []  # the pass's graph is not kept until the next one
         return kappa, gamma2.detach()
 
     @staticmethod
