@@ -328,3 +328,11 @@ def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_pat
     assert lines[3] == "| optimizer=sgd | not run | 1/1 · 2000 · 0.9 |"
     assert main(["report", str(tmp_path), "--columns", "seq_len"]) == 2
     assert "--columns needs --reach" in capsys.readouterr().err
+
+
+def test_runs_made_before_a_config_key_existed_group_with_their_setting(tmp_path):
+    base = dict(task="adding", optimizer="adam", lr=1e-3, seq_len=100)
+    _results_run(tmp_path, "old", dict(base, seed=1), [0.1, 0.005])                  # written before max_unit_step
+    _results_run(tmp_path, "new", dict(base, seed=2, max_unit_step=None), [0.1, 0.004])
+    rows = json.loads(report([str(tmp_path)], fmt="json"))
+    assert len(rows) == 1 and rows[0]["runs"] == 2

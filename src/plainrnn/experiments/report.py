@@ -38,11 +38,21 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 
 def read_config(run: Path) -> dict:
-    """A run's config: config.json as the trainer writes it, or config.yaml alone (what results/ keeps)."""
+    """A run's config: config.json as the trainer writes it, or config.yaml alone (what results/ keeps).
+    Keys added to RunConfig since the run was made take their defaults, so that runs of one setting made
+    by different versions group together."""
     if (run / "config.json").exists():
-        return json.loads((run / "config.json").read_text())
-    import yaml
-    return yaml.safe_load((run / "config.yaml").read_text())
+        config = json.loads((run / "config.json").read_text())
+    else:
+        import yaml
+        config = yaml.safe_load((run / "config.yaml").read_text())
+    import dataclasses
+
+    from ..train.config import RunConfig
+    try:
+        return dataclasses.asdict(RunConfig(**config))
+    except TypeError:  # a key RunConfig no longer has: the config as written
+        return config
 
 
 def _setting(config: dict) -> tuple:
