@@ -310,7 +310,8 @@ def _results_run(root, name, config, finals, diverged=False):
     (run / "metrics.jsonl").write_text("".join(json.dumps(dict(step=1000 * (i + 1), test_metric=v)) + "\n"
                                                for i, v in enumerate(finals)))
     (run / "summary.json").write_text(json.dumps(dict(test_metric=math.nan if diverged else finals[-1],
-                                                      diverged=diverged, lower_is_better=True)))
+                                                      diverged=diverged, lower_is_better=True, metric="mse",
+                                                      wall_s=1.0, best_valid_metric=None)))
 
 
 def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_path, capsys):
