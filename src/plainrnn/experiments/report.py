@@ -60,7 +60,14 @@ def _setting(config: dict) -> tuple:
 
 
 def _label(config: dict, varying: set) -> str:
-    keys = [k for k in _LABEL_KEYS if k in varying] or ["optimizer"]
+    """The keys that tell this setting from the others; a key at its default is left out (optimizer
+    and lr are always named), so that "clip=None max_unit_step=None ..." does not bury what changed."""
+    import dataclasses
+
+    from ..train.config import RunConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    keys = [k for k in _LABEL_KEYS if k in varying
+            and (k in ("optimizer", "lr") or k not in defaults or config.get(k) != defaults[k])] or ["optimizer"]
     return " ".join(f"{k}={config[k]}" for k in keys)
 
 
