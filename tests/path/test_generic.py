@@ -262,3 +262,22 @@ def test_a_users_models_train_with_hooks_and_schedulers():
             assert nn.functional.mse_loss(net(inputs), targets).item() < 0.9 * first
             assert calls[:2] == ["pre", "post"] and len(calls) == 80
             assert opt.param_groups[0]["lr"] == pytest.approx(sched.base_lrs[0] * 0.01)
+
+
+def test_a_model_that_reads_h_n_gets_its_paths():
+    """h_n of the squared nn.RNN is its last state: a read-out of h_n sees the same paths as one of h[:, -1]."""
+    class ReadsHn(_Wrapped):
+        def forward(self, x):
+            _, h_n = self.rnn(x)
+            return self.head(h_n[-1])
+
+    torch.manual_seed(2)
+    a = _Wrapped().double()
+    b = ReadsHn().double()
+    b.load_state_dict(a.state_dict())
+    example = torch.zeros(1, 6, 3)
+    for second_order in (False, True):
+        ka = pr.path.kappa(a, example_input=example, second_order=second_order)
+        kb = pr.path.kappa(b, example_input=example, second_order=second_order)
+        for name in ka:
+            torch.testing.assert_close(ka[name], kb[name], rtol=1e-12, atol=0)

@@ -25,15 +25,15 @@ __all__ = ["path_norm", "kappa", "kappa2", "kappa_entries", "rescale_", "unbalan
 
 
 def _generic(model, seq_len, p, example_input, workspace: dict | None = None):
-    """The squared network of a model that is not ours (built once per workspace), after the checks."""
+    """The squared network of a model that is not ours (built once per workspace, checked once)."""
+    if workspace is not None and workspace.get("squared") is not None:
+        return workspace["squared"]  # every κ pass of an optimizer: no walk over the modules again
     check_model(model)  # a layer that breaks the geometry is the first thing to name
     if p != 2:
         raise ValueError(f"p = {p}: lp Path-SGD (Algorithm 1) is defined for plainrnn.MLP; other models use p = 2")
     if seq_len is not None:
         raise ValueError(f"seq_len is for plainrnn.ReLURNN; for a {type(model).__name__} the example_input's shape "
                          "sets the unrolled length")
-    if workspace is not None and workspace.get("squared") is not None:
-        return workspace["squared"]
     squared = SquaredNetwork(model, example_input)
     if workspace is not None:
         workspace["squared"] = squared

@@ -93,10 +93,11 @@ class _SquaredRNN(nn.Module):
         for name, param in rnn.named_parameters():
             setattr(self, name, param)
         self.states: list[list[torch.Tensor]] = []  # per layer, a_1 … a_T (each batch × H)
+        self.keep_states = False  # κ2 needs the states and their gradients; κ1 alone does not
 
     def forward(self, x, h0=None):
         seq = x.transpose(0, 1) if self.batch_first else x  # T × batch × F (or T × F unbatched)
-        self.states = []
+        self.states, lasts = [], []
         for k in range(self.num_layers):
             w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
             drive = seq @ w_ih.t()
@@ -106,13 +107,15 @@ class _SquaredRNN(nn.Module):
             layer = []
             for t in range(drive.shape[0]):
                 a = drive[t] + a @ w_hh.t()
-                a.retain_grad()
+                if self.keep_states:
+                    a.retain_grad()
                 layer.append(a)
-            self.states.append(layer)
+            if self.keep_states:
+                self.states.append(layer)
+            lasts.append(layer[-1])
             seq = torch.stack(layer)
-        last = torch.stack([layer[-1] for layer in self.states])
         out = seq.transpose(0, 1) if self.batch_first else seq
-        return out, last
+        return out, torch.stack(lasts)  # h_n, for a model that reads the last state
 
 
 def _squared_module(name: str, module: nn.Module) -> nn.Module | None:
@@ -175,7 +178,7 @@ class SquaredNetwork:
     """The squared network of ``model`` at the all-ones input shaped like ``example_input``."""
 
     def __init__(self, model: nn.Module, example_input):
-        check_model(model)
+        # Each leaf is checked below as it is replaced (_squared_module names a layer that breaks the geometry).
         if example_input is None:
             raise ValueError(f"example_input is required for a {type(model).__name__}: pass one batch shaped like "
                              "the real input (the path geometry of plainrnn.ReLURNN and plainrnn.MLP needs none)")
@@ -206,6 +209,8 @@ class SquaredNetwork:
         """({name: κ}, γ²) for the weights of ``model`` as they are now, in float64."""
         q = {name: param.detach().to(_DTYPE).square().requires_grad_(True)
              for name, param in model.named_parameters()}
+        for rnn in self.rnns.values():
+            rnn.keep_states = second_order
         with torch.enable_grad():
             out = functional_call(self.module, q, (self.input,))
             if isinstance(out, tuple):  # an nn.RNN at the top: its output sequence
