@@ -235,19 +235,19 @@ def _cmd_reproduce(args) -> int:
     from .experiments.recipes import RECIPES
     from .experiments.sweep import run_sweep
     from .train.config import load_config, parse_overrides
+    from .experiments.recipes import budget_of
     recipe = RECIPES[args.recipe]
-    budgets = recipe.get("budgets", {})
-    if args.budget is not None and args.budget not in budgets:
-        return _fail("reproduce", ValueError(
-            f"{args.recipe} has no {args.budget} budget; it has " + (", ".join(budgets) if budgets else
-                                                                     "only its base protocol (no --budget)")))
-    budget = budgets.get(args.budget or ("full" if "full" in budgets else ""), {})
+    try:
+        sweep_name, budget = budget_of(args.recipe, args.budget)  # runs/<recipe>-<budget>: budgets never collide
+    except ValueError as e:
+        return _fail("reproduce", e)
     base = load_config(None, {**recipe["base"], **budget, **parse_overrides(args.set or [])})
     result = run_sweep(base, recipe["grid"], seeds=args.seeds or recipe["seeds"], backend=args.backend,
-                       workers=args.workers, address=args.address, name=args.recipe, progress=True)
+                       workers=args.workers, address=args.address, name=sweep_name, progress=True)
     print(result["table"])
     print(f"\nselected on validation: {result['selected']['setting']} → test {result['selected']['test_metric']:.6g}")
     print(f"the paper: {recipe['paper']}")
+    print(f"trials in {result['dir']}; `plainrnn report {result['dir']}` prints the table again")
     return 0
 
 

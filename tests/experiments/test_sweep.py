@@ -337,3 +337,16 @@ def test_runs_made_before_a_config_key_existed_group_with_their_setting(tmp_path
     _results_run(tmp_path, "new", dict(base, seed=2, max_unit_step=None), [0.1, 0.004])
     rows = json.loads(report([str(tmp_path)], fmt="json"))
     assert len(rows) == 1 and rows[0]["runs"] == 2
+
+
+def test_each_budget_of_a_recipe_has_its_own_sweep_directory():
+    """A full run must never overwrite the cpu run of the same trial (same run name, other config)."""
+    from plainrnn.experiments.recipes import RECIPES, budget_of
+    assert budget_of("adding-study", "cpu") == ("adding-study-cpu", dict(steps=20_000, eval_every=500))
+    assert budget_of("adding-study", "full")[0] == "adding-study-full" == budget_of("adding-study")[0]
+    assert budget_of("orth-copy") == ("orth-copy", {})
+    for name, recipe in RECIPES.items():
+        dirs = {budget_of(name, b)[0] for b in recipe.get("budgets", {})}
+        assert len(dirs) == len(recipe.get("budgets", {}))
+    with pytest.raises(ValueError, match="orth-copy has no cpu budget; it has only its base protocol"):
+        budget_of("orth-copy", "cpu")

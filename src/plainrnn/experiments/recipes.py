@@ -90,7 +90,7 @@ RECIPES: dict[str, dict] = {
                                    paper="the step size 10^-α reaching the minimum validation error fastest"),
     # 2016 paper, Table 2 (adding columns): the methods against T = 100, 400, 750, 3 seeds each, the same
     # step budget everywhere (cpu: 20k steps; full: the 100k the study asks "solved within"). Each row at
-    # its best setting in the adding study; `plainrnn report runs/table2-adding --reach 0.01 --columns
+    # its best setting in the adding study; `plainrnn report runs/table2-adding-cpu --reach 0.01 --columns
     # seq_len --scale 100` prints the table as docs/results.md shows it.
     "table2-adding": dict(
         base=dict(_ADDING, steps=100_000, eval_every=1000),
@@ -129,3 +129,36 @@ RECIPES: dict[str, dict] = {
         grid=dict(margin=["0", "0.001", "0.01", "0.1", "1", "none"]), seeds=1,
         paper="copy accuracy curves (Fig. 1); converges for small margins"),
 }
+
+
+def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
+    """The sweep directory's name and the config overrides of recipe ``name`` at ``budget``.
+
+    A recipe with budgets runs in ``runs/<name>-<budget>`` (default budget: ``full``), so that a
+    full run never overwrites the cpu run of the same trial; a recipe without budgets runs in
+    ``runs/<name>`` and takes no budget.
+
+    Args:
+        name: a key of :data:`RECIPES`.
+        budget: ``"cpu"``, ``"full"`` or ``None`` for the recipe's default.
+
+    Returns:
+        ``(sweep directory name, overrides of the recipe's base config)``.
+
+    Raises:
+        ValueError: the recipe has no such budget.
+
+    >>> budget_of("adding-study", "cpu")
+    ('adding-study-cpu', {'steps': 20000, 'eval_every': 500})
+    >>> budget_of("orth-copy")
+    ('orth-copy', {})
+    """
+    budgets = RECIPES[name].get("budgets", {})
+    if budget is None:
+        budget = "full" if "full" in budgets else None
+    if budget is None:
+        return name, {}
+    if budget not in budgets:
+        raise ValueError(f"{name} has no {budget} budget; it has "
+                         + (", ".join(budgets) if budgets else "only its base protocol (no --budget)"))
+    return f"{name}-{budget}", dict(budgets[budget])
