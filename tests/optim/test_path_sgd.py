@@ -169,3 +169,29 @@ def test_constructor_errors_name_the_bad_value():
         pr.optim.PathNormalized("adam", model, seq_len=5)
     with pytest.raises(TypeError, match="path geometry"):
         pr.optim.PathSGD(pr.LSTM(2, 3, 1), lr=0.1, seq_len=5)
+
+
+def test_path_normalized_adam_with_kappa_frozen_is_plain_adam():
+    """Adam's step m̂/√v̂ does not change when every gradient coordinate is multiplied by a fixed
+    positive factor (here s/κ_i, with κ frozen after the first step and ε negligible). So PathNormalized(Adam)
+    differs from Adam only through κ's drift during training (and ε): docs/results.md's Path-Adam row
+    is tested against plain Adam at the same lr for that reason."""
+    model = small_relu_rnn()
+    twin = copy.deepcopy(model)
+    path_adam = pr.optim.PathNormalized(torch.optim.Adam, model, seq_len=7, lr=1e-2, eps=1e-30, kappa_every=10**9)
+    adam = torch.optim.Adam(twin.parameters(), lr=1e-2, eps=1e-30)
+    for x, y in _batches(5):
+        for net, opt in ((model, path_adam), (twin, adam)):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(net(x), y).backward()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    path_sgd, plain = copy.deepcopy(model), copy.deepcopy(model)  # the control: SGD does see the factor
+    opt_p = pr.optim.PathSGD(path_sgd, seq_len=7, lr=1e-2)
+    opt_s = torch.optim.SGD(plain.parameters(), lr=1e-2)
+    for net, opt in ((path_sgd, opt_p), (plain, opt_s)):
+        x, y = _batches(1)[0]
+        torch.nn.functional.mse_loss(net(x), y).backward()
+        opt.step()
+    assert max((a - b).abs().max().item() for a, b in zip(path_sgd.parameters(), plain.parameters())) > 1e-4

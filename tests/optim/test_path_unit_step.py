@@ -103,3 +103,19 @@ def test_bad_bounds_are_named():
         pr.optim.PathSGD(small_relu_rnn(), lr=1e-3, seq_len=7, max_unit_step=0)
     with pytest.raises(ValueError, match="fused=True cannot take max_path_growth or max_unit_step"):
         pr.optim.PathSGD(pr.MLP(3, [4], 2), lr=1e-3, fused=True, max_unit_step=0.1)
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_row_quadratic_of_a_rank_one_kappa_is_the_dense_sum(dim):
+    """Σ_k κ[j, k] v[j, k]² (dim 0) or Σ_j κ[j, k] v[j, k]² (dim 1, an embedding's columns), with κ kept
+    as rows ⊗ cols, equals the sum over the dense κ; so does a dense κ and a bias."""
+    from plainrnn.path.factored import Outer
+    from plainrnn.path.units import row_quadratic
+    g = torch.Generator().manual_seed(0)
+    rows, cols = torch.rand(4, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64)
+    values = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    dense = torch.outer(rows, cols) * values.square()
+    expected = dense.sum(dim=1 - dim)
+    torch.testing.assert_close(row_quadratic(Outer(rows, cols), values, dim), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(row_quadratic(torch.outer(rows, cols), values, dim), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(row_quadratic(rows, values[:, 0]), rows * values[:, 0].square(), rtol=1e-12, atol=0)

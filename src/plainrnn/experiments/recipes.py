@@ -52,6 +52,9 @@ _ADDING_STUDY_CASES = [  # most decisive first: a sweep runs its trials in this 
     # The issue's lead ran the γ² safeguard *with* clipping at 1: does the rule or the clip do the work?
     dict(optimizer="path-sgd", lr="3e-2", max_path_growth=0.1, clip=1.0),
     dict(optimizer="path-sgd", lr="3e-2", clip=1.0),
+    # Adam's step is blind to a fixed positive factor per coordinate, so Path-Adam is Adam up to κ's
+    # drift (tests/optim/test_path_sgd.py): Adam at Path-Adam's lr is its control.
+    dict(optimizer="adam", lr="1e-4", clip=1.0),
 ]
 
 # Table 2's rows: the paper's baseline and competitors, RNN-Path as we ran it (κ1, and κ1 + κ2), and the
