@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/plainrnn bench
 
+# Mutation testing of the numerical core (path/, stiefel/, optim/; config in pyproject.toml
+# [tool.mutmut]). Resumes where it stopped; `$(BIN)/mutmut browse` shows each survivor. Slow: not in CI.
+MUTATION_STAMP := $(VENV)/.installed-mutation
+JOBS ?= 2
+$(MUTATION_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,mutation]"
+	touch $(MUTATION_STAMP)
+
+mutation: $(MUTATION_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(JOBS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants
