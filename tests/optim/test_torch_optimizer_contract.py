@@ -55,8 +55,13 @@ def test_bad_state_dicts_are_named():
     with pytest.raises(ValueError, match="expected the state_dict of a PathNormalized optimizer"):
         opt.load_state_dict({"state": {}, "param_groups": []})
     _, comb = _spectral()
-    with pytest.raises(ValueError, match="expected the state_dict of a Combined optimizer of 2 optimizers"):
+    prefix = r"expected the state_dict of a Combined optimizer of 2 optimizers \(\{'optimizers': \[\.\.\.\]\}\), got "
+    with pytest.raises(ValueError, match=prefix + "dict with 1$"):
         comb.load_state_dict({"optimizers": [{}]})
+    with pytest.raises(ValueError, match=prefix + "dict$"):
+        comb.load_state_dict({"state": {}})
+    with pytest.raises(ValueError, match=prefix + "list$"):
+        comb.load_state_dict([{}, {}])
 
 
 def test_param_groups_go_where_they_make_sense():

@@ -281,3 +281,18 @@ def test_a_model_that_reads_h_n_gets_its_paths():
         kb = pr.path.kappa(b, example_input=example, second_order=second_order)
         for name in ka:
             torch.testing.assert_close(ka[name], kb[name], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_an_rnn_example_batch_of_two_counts_its_paths_twice(second_order):
+    """κ (κ1 and κ2) of an nn.RNN is a sum over the example batch: two identical sequences give twice
+    the κ of one, so each sequence of the batch is summed (not the last one kept)."""
+    torch.manual_seed(2)
+    wrapped = _Wrapped(True).double()
+    with torch.no_grad():
+        for p in wrapped.parameters():
+            p.uniform_(-0.6, 0.6)
+    one = pr.path.kappa(wrapped, example_input=torch.zeros(1, 5, 3), second_order=second_order)
+    two = pr.path.kappa(wrapped, example_input=torch.zeros(2, 5, 3), second_order=second_order)
+    for name in one:
+        torch.testing.assert_close(two[name], 2 * one[name], rtol=1e-12, atol=0, msg=name)

@@ -96,3 +96,16 @@ def test_kappa_stays_finite_for_long_sequences_and_large_spectral_radius():
     # a_t = 0.25 Σ_{n<t} 1.5^n,  γ² = Σ_o Σ_j 0.25 a_T[j] = H · 0.25 · a_T.
     a_T = 0.25 * (1.5 ** T - 1) / 0.5
     assert math.isclose(gamma2.item(), H * 0.25 * a_T, rel_tol=1e-9)
+
+
+def test_kappa2_alone_is_the_second_order_part_on_each_recurrent_matrix():
+    model = _random_rnn(2, "all")
+    k2 = pr.path.kappa2(model, seq_len=6)
+    k1, k12 = pr.path.kappa(model, seq_len=6), pr.path.kappa(model, seq_len=6, second_order=True)
+    assert sorted(k2) == ["weight_hh_l0", "weight_hh_l1"]
+    for name, value in k2.items():
+        torch.testing.assert_close(value, k12[name] - k1[name], rtol=1e-9, atol=1e-15)
+        assert value.abs().max() > 0
+    with pytest.raises(TypeError, match=r"kappa2 is defined for plainrnn\.ReLURNN, got MLP; for other models "
+                                        r"use kappa\(\.\.\., second_order=True\)"):
+        pr.path.kappa2(pr.MLP(3, [4], 2), seq_len=6)

@@ -50,3 +50,20 @@ def test_unsupported_model_and_missing_seq_len():
         pr.path.kappa(pr.ReLURNN(2, 3, 1))
     with pytest.raises(ValueError, match="lp Path-SGD"):
         pr.path.kappa(pr.ReLURNN(2, 3, 1), seq_len=3, p=3)
+
+
+def test_the_eager_sweep_reuses_one_buffer_per_layer_and_renews_it_when_the_layer_changes():
+    """|W|^p goes into a persistent buffer (a fresh 64 MB tensor per step costs page faults): the
+    same tensor comes back while shape and dtype hold, a new one when either changes."""
+    from plainrnn.path.mlp import _workspace_buffer
+    workspace, like = {}, torch.zeros(3, 4)
+    assert _workspace_buffer(None, 0, like) is None
+    buf = _workspace_buffer(workspace, 0, like)
+    assert buf.shape == (3, 4) and buf.dtype == torch.float32 and buf.is_contiguous() and workspace[0] is buf
+    assert _workspace_buffer(workspace, 0, torch.ones(3, 4)) is buf
+    assert _workspace_buffer(workspace, 1, like) is not buf  # another layer, another buffer
+    wider = _workspace_buffer(workspace, 0, like.double())
+    assert wider is not buf and wider.dtype == torch.float64 and workspace[0] is wider
+    taller = _workspace_buffer(workspace, 0, torch.zeros(5, 4, dtype=torch.float64))
+    assert taller.shape == (5, 4) and taller is not wider
+    assert _workspace_buffer({}, 0, torch.zeros(4, 3).t()).is_contiguous()  # a transposed layer gets a dense buffer
