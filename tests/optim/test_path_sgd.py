@@ -26,7 +26,7 @@ def _alphas(model, seed=3):
 
 
 @pytest.mark.parametrize("second_order", [False, True])
-@pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-adam-free", "path-sgd-scale-now",
+@pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-normalized-sgd", "path-sgd-scale-now",
                                    "path-sgd-raw", "path-sgd-safeguard", "path-sgd-unit-step"])
 def test_training_is_invariant_to_rescaling(second_order, maker):
     """Theorem 2: 20 Path-SGD steps from w and from T_α(w) give the same function, for every option."""
@@ -61,13 +61,19 @@ def test_training_is_invariant_to_rescaling(second_order, maker):
     torch.testing.assert_close(a(x), b(x), rtol=1e-9, atol=1e-10)
 
 
-def test_plain_sgd_is_not_invariant_and_the_test_can_tell():
+@pytest.mark.parametrize("maker", ["sgd", "path-normalized-adam"])
+def test_plain_sgd_and_path_normalized_adam_are_not_invariant_and_the_test_can_tell(maker):
+    """The control for Theorem 2's test. PathNormalized(Adam) fails it too: Adam divides each coordinate
+    by its own √v̂, which removes the factor c that s/κ gives a rescaled weight's step (docs/path_sgd.md)."""
     batches = _batches(20)
     a = _rnn()
     b = copy.deepcopy(a)
     pr.path.rescale_(b, _alphas(b))
     x = torch.randn(5, 7, 3, dtype=torch.float64)
-    make = lambda m: torch.optim.SGD(m.parameters(), lr=0.05)
+    if maker == "sgd":
+        make = lambda m: torch.optim.SGD(m.parameters(), lr=0.05)
+    else:
+        make = lambda m: pr.optim.PathNormalized(torch.optim.Adam, m, seq_len=7, lr=1e-2)
     _train(a, make, batches)
     _train(b, make, batches)
     assert (a(x) - b(x)).abs().max() > 1e-4
