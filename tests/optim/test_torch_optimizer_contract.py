@@ -64,6 +64,10 @@ def test_bad_state_dicts_are_named():
         comb.load_state_dict([{}, {}])
 
 
+def test_combined_names_its_optimizers():
+    assert repr(_spectral()[1]) == "Combined(StiefelSGD, RMSprop)"
+
+
 def test_param_groups_go_where_they_make_sense():
     torch.manual_seed(0)
     model = pr.ReLURNN(2, 6, 1)

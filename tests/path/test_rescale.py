@@ -49,3 +49,11 @@ def test_bad_alphas():
         pr.path.rescale_(model, [])
     with pytest.raises(ValueError, match="must be positive"):
         pr.path.rescale_(model, [torch.tensor([1.0, -1.0, 1.0])])
+
+
+def test_rescaling_a_model_it_does_not_know_is_one_clear_error():
+    msg = r"^node-wise rescaling is implemented for plainrnn\.ReLURNN and plainrnn\.MLP, got Sequential$"
+    with pytest.raises(TypeError, match=msg):
+        pr.path.rescale_(torch.nn.Sequential(torch.nn.Linear(2, 2)), [torch.ones(2)])
+    with pytest.raises(TypeError, match=msg):
+        pr.path.unbalance_(torch.nn.Sequential(torch.nn.Linear(2, 2)), units=1)
