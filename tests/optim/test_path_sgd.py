@@ -201,3 +201,32 @@ def test_path_normalized_adam_with_kappa_frozen_is_plain_adam():
         torch.nn.functional.mse_loss(net(x), y).backward()
         opt.step()
     assert max((a - b).abs().max().item() for a, b in zip(path_sgd.parameters(), plain.parameters())) > 1e-4
+
+
+def test_path_normalized_resumes_bit_for_bit_between_kappa_passes():
+    """κ is part of PathNormalized's state: with kappa_every=3, a copy loaded after step 2 must take
+    steps 3 and 4 with the κ of step 1, exactly as the optimizer it was saved from."""
+    model = _rnn()
+    opt = pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, lr=0.05, momentum=0.5, kappa_every=3)
+    _train(model, lambda m: opt, _batches(2))
+    with torch.no_grad():  # a κ computed now would differ from the stored one
+        for p in model.parameters():
+            p.mul_(1.1)
+    clone = copy.deepcopy(model)
+    opt2 = pr.optim.PathNormalized(torch.optim.SGD, clone, seq_len=7, lr=0.05, momentum=0.5, kappa_every=3)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    batches = _batches(2, seed=9)
+    _train(model, lambda m: opt, batches)
+    _train(clone, lambda m: opt2, batches)
+    for p, q in zip(model.parameters(), clone.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_path_normalized_names_a_bad_state_dict():
+    opt = pr.optim.PathNormalized(torch.optim.SGD, _rnn(), seq_len=7, lr=0.05)
+    keys = r"\(keys \['inner', 'kappa', 'path_scale', 'path_steps'\]\)"
+    with pytest.raises(ValueError, match=rf"^expected the state_dict of a PathNormalized optimizer {keys}, got "
+                                         r"\['param_groups', 'state'\]$"):
+        opt.load_state_dict({"state": {}, "param_groups": []})
+    with pytest.raises(ValueError, match=rf"{keys}, got list$"):
+        opt.load_state_dict([])
