@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .nets.init import MLP_INITS, RECURRENT_INITS
 from .train.config import MODELS, NONLINEARITIES, OPTIMIZERS, RunConfig
@@ -183,6 +184,19 @@ def _cmd_demo(args) -> int:
 
 def _cmd_bench(args) -> int:
     from .experiments.bench import TARGETS, format_table, run_bench
+    if args.compare:
+        from .experiments.bench import compare, format_comparison
+        runs = []
+        for path in args.compare:
+            try:
+                runs.append(json.loads(Path(path).read_text()))
+            except (OSError, ValueError) as e:
+                return _fail("bench", f"--compare: {path} is not the JSON of `plainrnn bench --json` ({e})")
+            if not isinstance(runs[-1], dict) or not all(isinstance(v, dict) and "ratio" in v for v in runs[-1].values()):
+                return _fail("bench", f"--compare: {path} is not the JSON of `plainrnn bench --json` "
+                                      "(expected {key: {ratio, spread, ...}})")
+        print(format_comparison(compare(*runs), names=tuple(Path(p).name for p in args.compare)))
+        return 0
     unknown = [k for k in (args.only or []) if k not in TARGETS]
     if unknown:
         return _fail("bench", f"unknown case {unknown[0]!r}; allowed: {', '.join(TARGETS)}")
@@ -372,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
     bench.add_argument("--profile", metavar="KEY", help="instead of timing, print torch.profiler's table of both "
                                                         "sides of one case (where its ratio comes from)")
+    bench.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                       help="instead of timing, compare two saved `--json` runs key by key: they agree where "
+                            "their interquartile ranges overlap")
     bench.set_defaults(func=_cmd_bench)
 
     data = sub.add_parser("data", help="fetch and list the real datasets (cache outside the repository)",

@@ -74,3 +74,30 @@ def test_rounds_go_on_until_the_spread_is_narrow(monkeypatch):
     ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 20)
     t_ours, _ = bench._time_pair(ours, base, repeats=2, min_seconds=1e-9, max_width=0.05, max_rounds=4)
     assert len(t_ours) == 4  # the cap: reported as inconclusive
+
+
+def test_compare_says_where_two_runs_agree(tmp_path):
+    """Two runs agree on a key when their IQRs overlap (touching counts); a key one run lacks, or an
+    entry without a spread (the JSON before it had one), cannot be told."""
+    from plainrnn.cli import main
+    from plainrnn.experiments.bench import compare
+    entry = lambda r, q1, q3: dict(ratio=r, spread=dict(q1=q1, q3=q3))  # noqa: E731
+    a = dict(same=entry(1.0, 0.98, 1.02), touch=entry(1.0, 0.99, 1.01), apart=entry(1.0, 0.99, 1.01),
+             old=dict(ratio=1.0), only_a=entry(1.0, 0.9, 1.1))
+    b = dict(same=entry(1.01, 0.99, 1.03), touch=entry(1.02, 1.01, 1.03), apart=entry(1.05, 1.02, 1.08),
+             old=entry(1.0, 0.9, 1.1), only_b=entry(1.0, 0.9, 1.1))
+    rows = {r["key"]: r["agree"] for r in compare(a, b)}
+    assert rows == dict(same=True, touch=True, apart=False, old=None, only_a=None, only_b=None)
+    assert {r["key"]: r["agree"] for r in compare(b, a)} == rows  # symmetric
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "bench", "--compare", str(tmp_path / "a.json"),
+                          str(tmp_path / "b.json")], capture_output=True, text=True, check=True)
+    assert "apart" in out.stdout and "NO" in out.stdout
+    assert out.stdout.strip().endswith("2 of 3 keys agree (their IQRs overlap); 3 cannot be told (missing in a run, or no IQR)")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    bad = subprocess.run([sys.executable, "-m", "plainrnn.cli", "bench", "--compare", str(tmp_path / "a.json"),
+                          str(tmp_path / "bad.json")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().startswith("plainrnn bench: error: --compare:") and "bad.json is not the JSON" in bad.stderr
+    assert main(["bench", "--compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 2

@@ -397,4 +397,49 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_bench", "format_table", "ratio_spread", "verdict", "CASES", "TARGETS", "STRICTLY_MORE_WORK"]
+def compare(first: dict, second: dict) -> list[dict]:
+    """Two ``plainrnn bench --json`` results, key by key: whether they agree, that is, whether their
+    interquartile ranges overlap (docs/performance.md, "How to read a ratio").
+
+    Args:
+        first, second: the JSON objects of two runs.
+
+    Returns:
+        One row per key in either run: ``key``, both ``ratio`` and ``iqr`` (``None`` where a run lacks
+        the key or, for runs older than the spread, the IQR) and ``agree`` (``True``, ``False``, or
+        ``None`` when it cannot be told).
+
+    >>> a = {"k": {"ratio": 1.0, "spread": {"q1": 0.98, "q3": 1.03}}}
+    >>> b = {"k": {"ratio": 1.04, "spread": {"q1": 1.02, "q3": 1.06}}}
+    >>> compare(a, b)[0]["agree"]
+    True
+    """
+    rows = []
+    for key in list(first) + [k for k in second if k not in first]:
+        sides = [run.get(key) for run in (first, second)]
+        iqrs = [(r["spread"]["q1"], r["spread"]["q3"]) if r and r.get("spread") else None for r in sides]
+        agree = None if None in iqrs else iqrs[0][0] <= iqrs[1][1] and iqrs[1][0] <= iqrs[0][1]
+        rows.append(dict(key=key, ratios=[r["ratio"] if r else None for r in sides], iqrs=iqrs, agree=agree))
+    return rows
+
+
+def format_comparison(rows: list[dict], names: tuple[str, str] = ("first", "second")) -> str:
+    """The rows of :func:`compare` as a table, with a closing count of the keys that agree."""
+    def cell(ratio, iqr):
+        if ratio is None:
+            return "-"
+        return f"{ratio:.3f} ({iqr[0]:.3f}–{iqr[1]:.3f})" if iqr else f"{ratio:.3f} (no IQR)"
+    width = max([38] + [len(r["key"]) for r in rows])
+    lines = [f"{'key':<{width}} {names[0]:>24} {names[1]:>24}  agree"]
+    for r in rows:
+        agree = "?" if r["agree"] is None else ("yes" if r["agree"] else "NO")
+        lines.append(f"{r['key']:<{width}} {cell(r['ratios'][0], r['iqrs'][0]):>24} "
+                     f"{cell(r['ratios'][1], r['iqrs'][1]):>24}  {agree}")
+    told = [r for r in rows if r["agree"] is not None]
+    lines += ["", f"{sum(r['agree'] for r in told)} of {len(told)} keys agree (their IQRs overlap)"
+              + (f"; {len(rows) - len(told)} cannot be told (missing in a run, or no IQR)" if len(told) < len(rows) else "")]
+    return "\n".join(lines)
+
+
+__all__ = ["run_bench", "format_table", "ratio_spread", "verdict", "compare", "format_comparison", "CASES",
+           "TARGETS", "STRICTLY_MORE_WORK"]
