@@ -296,3 +296,44 @@ def test_an_rnn_example_batch_of_two_counts_its_paths_twice(second_order):
     two = pr.path.kappa(wrapped, example_input=torch.zeros(2, 5, 3), second_order=second_order)
     for name in one:
         torch.testing.assert_close(two[name], 2 * one[name], rtol=1e-12, atol=0, msg=name)
+
+
+def test_unit_groups_of_a_users_model_name_each_layers_incoming_edges():
+    """The per-unit trust region groups, for each layer of units, the parameters whose unit dimension
+    indexes the same units: a layer's weight and bias (dimension 0), each layer of an nn.RNN (both
+    matrices and both biases), and an embedding's columns (dimension 1)."""
+    from plainrnn.path.generic import layer_unit_groups
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(5, 3)
+            self.rnn = nn.RNN(3, 4, num_layers=2, nonlinearity="relu")
+            self.bare = nn.RNN(4, 4, bias=False, nonlinearity="relu")
+            self.head = nn.Sequential(nn.ReLU(), nn.Linear(4, 2, bias=False))
+
+    assert layer_unit_groups(Net()) == [
+        [("emb.weight", 1)],
+        [("rnn.weight_ih_l0", 0), ("rnn.weight_hh_l0", 0), ("rnn.bias_ih_l0", 0), ("rnn.bias_hh_l0", 0)],
+        [("rnn.weight_ih_l1", 0), ("rnn.weight_hh_l1", 0), ("rnn.bias_ih_l1", 0), ("rnn.bias_hh_l1", 0)],
+        [("bare.weight_ih_l0", 0), ("bare.weight_hh_l0", 0)],
+        [("head.1.weight", 0)]]
+    assert layer_unit_groups(nn.Conv1d(2, 3, 3)) == [[("weight", 0), ("bias", 0)]]  # the model is the layer
+    assert layer_unit_groups(nn.Embedding(4, 2)) == [[("weight", 1)]]
+    assert layer_unit_groups(nn.RNN(2, 3, nonlinearity="relu")) == [
+        [("weight_ih_l0", 0), ("weight_hh_l0", 0), ("bias_ih_l0", 0), ("bias_hh_l0", 0)]]
+
+
+@pytest.mark.parametrize("pool, edges_per_output, edge_weight", [
+    (nn.AvgPool2d(2), 4, 1 / 4), (nn.AvgPool2d((2, 3)), 6, 1 / 6), (nn.AvgPool2d(2, divisor_override=3), 4, 1 / 3),
+    (nn.AvgPool1d(3), 3, 1 / 3)])
+def test_an_average_pool_is_k_edges_of_weight_one_over_its_divisor(pool, edges_per_output, edge_weight):
+    """γ² of pool → flatten → linear, with non-overlapping windows: each pooled output collects
+    ``edges_per_output`` paths of squared weight edge_weight², so γ² = Σ w² · k · edge_weight² + Σ b²."""
+    torch.manual_seed(4)
+    shape = (1, 1, 4, 6) if isinstance(pool, nn.AvgPool2d) else (1, 1, 6)
+    pooled = pool(torch.zeros(shape)).numel()
+    net = nn.Sequential(pool, nn.Flatten(), nn.Linear(pooled, 2)).double()
+    w, b = net[2].weight.detach(), net[2].bias.detach()
+    expected = (w.square().sum() * edges_per_output * edge_weight ** 2 + b.square().sum()).double()
+    torch.testing.assert_close(pr.path.path_norm(net, example_input=torch.zeros(shape)), expected, rtol=1e-12, atol=0)

@@ -109,3 +109,18 @@ def test_kappa2_alone_is_the_second_order_part_on_each_recurrent_matrix():
     with pytest.raises(TypeError, match=r"kappa2 is defined for plainrnn\.ReLURNN, got MLP; for other models "
                                         r"use kappa\(\.\.\., second_order=True\)"):
         pr.path.kappa2(pr.MLP(3, [4], 2), seq_len=6)
+
+
+def test_a_kappa_entry_survives_the_trip_through_a_plain_state_dict():
+    """to_plain/from_plain: an Outer becomes two tensors and comes back; a dense κ, a 0-d κ (a bias of
+    one unit) and a κ not computed yet (None) pass through unchanged."""
+    from plainrnn.path.factored import Outer, from_plain, to_plain
+    outer = Outer(torch.tensor([1.0, 2.0]), torch.tensor([3.0]))
+    plain = to_plain(outer)
+    assert set(plain) == {"outer_rows", "outer_cols"} and all(isinstance(v, torch.Tensor) for v in plain.values())
+    back = from_plain(plain)
+    assert isinstance(back, Outer) and torch.equal(back.dense(), outer.dense())
+    for entry in (torch.ones(2, 2), torch.tensor(3.0), None):
+        assert to_plain(entry) is entry and from_plain(entry) is entry
+    other = {"outer_rows": torch.ones(1)}  # not an Outer's dict: left alone
+    assert from_plain(other) is other

@@ -136,8 +136,8 @@ def mlp_pass(model, p: float = 2.0, workspace: dict | None = None):
     return finish_pass(gin, gout)
 
 
-def path_norm(model, p: float = 2.0) -> torch.Tensor:
-    """γ_p(w)^p = Σ_paths Π_e |w_e|^p; for p = 2 this is γ²_net."""
+def path_norm(model, p: float) -> torch.Tensor:
+    """γ_p(w)^p = Σ_paths Π_e |w_e|^p; for p = 2 this is γ²_net (the public ``plainrnn.path.path_norm`` checks p)."""
     return mlp_pass(model, p)[2]
 
 
