@@ -337,3 +337,18 @@ def test_an_average_pool_is_k_edges_of_weight_one_over_its_divisor(pool, edges_p
     w, b = net[2].weight.detach(), net[2].bias.detach()
     expected = (w.square().sum() * edges_per_output * edge_weight ** 2 + b.square().sum()).double()
     torch.testing.assert_close(pr.path.path_norm(net, example_input=torch.zeros(shape)), expected, rtol=1e-12, atol=0)
+
+
+def test_a_layer_no_path_reaches_gets_zero_kappa_not_an_error():
+    """A model that reads the first layer's h_n of a two-layer nn.RNN: no path leaves the second layer,
+    whose states then get no gradient at all; its κ1 and κ2 are zero, the first layer's are not."""
+    class ReadsFirstLayer(_Wrapped):
+        def forward(self, x):
+            _, h_n = self.rnn(x)
+            return self.head(h_n[0])
+
+    torch.manual_seed(2)
+    model = ReadsFirstLayer().double()
+    kappa = pr.path.kappa(model, example_input=torch.zeros(1, 6, 3), second_order=True)
+    assert all(kappa[f"rnn.{kind}_l1"].abs().max() == 0 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    assert kappa["rnn.weight_hh_l0"].abs().min() > 0
