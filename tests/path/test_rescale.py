@@ -57,3 +57,28 @@ def test_rescaling_a_model_it_does_not_know_is_one_clear_error():
         pr.path.rescale_(torch.nn.Sequential(torch.nn.Linear(2, 2)), [torch.ones(2)])
     with pytest.raises(TypeError, match=msg):
         pr.path.unbalance_(torch.nn.Sequential(torch.nn.Linear(2, 2)), units=1)
+
+
+def test_the_unbalanced_init_is_the_papers_recipe_draw_for_draw():
+    """§5 of the 2015 paper: `units` picks with replacement over all hidden units, each multiplying its
+    unit's α by 10^c, c = exp(N(0, σ²)); replayed by hand from the same generator, in float64. The
+    defaults are the paper's 2000 picks and σ = 1, and unbalance_ draws over every hidden layer."""
+    from plainrnn.path.rescale import unbalanced_alphas
+    alphas = unbalanced_alphas([3, 4], units=5, sigma=0.5, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    picks = torch.randint(7, (5,), generator=g)
+    c = torch.exp(torch.randn(5, generator=g, dtype=torch.float64) * 0.5)
+    expected = torch.ones(7, dtype=torch.float64)
+    for unit, exponent in zip(picks.tolist(), c.tolist()):
+        expected[unit] = expected[unit] * 10.0 ** exponent
+    assert len(set(picks.tolist())) < 5  # a unit picked twice: the factors multiply
+    assert [a.dtype for a in alphas] == [torch.float64] * 2
+    torch.testing.assert_close(torch.cat(alphas), expected, rtol=1e-15, atol=0)
+    seeded = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    default = unbalanced_alphas([3, 4], generator=seeded())
+    for a, b in zip(default, unbalanced_alphas([3, 4], units=2000, sigma=1.0, generator=seeded())):
+        assert torch.equal(a, b)
+    rnn = pr.ReLURNN(2, 3, 1, num_layers=2).double()
+    drawn = pr.path.unbalance_(rnn, generator=seeded())
+    for a, b in zip(drawn, unbalanced_alphas([3, 3], units=2000, sigma=1.0, generator=seeded())):
+        assert torch.equal(a, b)
