@@ -87,9 +87,53 @@ def test_bad_calls_are_named():
     with pytest.raises(ValueError, match="RNN has no weight named 'weight'"):
         pr.stiefel.spectral_(nn.RNN(3, 4))
     rnn = pr.stiefel.spectral_(nn.RNN(3, 4), "weight_hh_l0")
-    with pytest.raises(ValueError, match="already parametrized"):
+    with pytest.raises(ValueError, match=r"^RNN\.weight_hh_l0 is already parametrized$"):
         pr.stiefel.spectral_(rnn, "weight_hh_l0")
     with pytest.raises(ValueError, match="margin must be None or a number >= 0"):
         pr.stiefel.spectral_(nn.Linear(3, 3), margin=-1)
     with pytest.raises(ValueError, match="has no spectral factors"):
         pr.optim.spectral_optimizer(nn.Linear(3, 3), lr=1e-3)
+
+
+def test_a_second_weight_of_the_same_module_can_be_factored_and_both_are_found():
+    rnn = pr.stiefel.spectral_(nn.RNN(3, 3), "weight_hh_l0")
+    pr.stiefel.spectral_(rnn, "weight_ih_l0", margin=0.1)  # square too: another weight, not "already"
+    assert [name for name, *_ in pr.stiefel.spectral_factors(nn.Sequential(rnn))] == ["0.weight_hh_l0", "0.weight_ih_l0"]
+    assert [name for name, *_ in pr.stiefel.spectral_factors(rnn)] == ["weight_hh_l0", "weight_ih_l0"]  # top level
+
+
+def test_other_parametrizations_are_not_spectral_factors():
+    class Symmetric(nn.Module):
+        def forward(self, X):
+            return X.triu() + X.triu(1).transpose(0, 1)
+
+    layer = nn.Linear(3, 3)
+    torch.nn.utils.parametrize.register_parametrization(layer, "weight", Symmetric())
+    assert pr.stiefel.spectral_factors(layer) == []
+    chained = pr.stiefel.spectral_(nn.Linear(3, 3))
+    torch.nn.utils.parametrize.register_parametrization(chained, "weight", Symmetric())  # a chain of two
+    assert pr.stiefel.spectral_factors(chained) == []
+
+
+@pytest.mark.parametrize("margin", [0.01, 0.5, 2.0])
+def test_spectrum_of_inverts_the_singular_values_and_clips_to_the_margin(margin):
+    """s(p) = 2m(σ(p) − ½) + 1 maps p = 0 to 1 and the real line into (1 − m, 1 + m); spectrum_of is
+    its inverse inside the margin, and outside it lands next to the nearest end."""
+    from plainrnn.stiefel.spectral import singular_values, spectrum_of
+    s = 1 + margin * torch.tensor([-0.9, -0.3, 0.0, 0.4, 0.99], dtype=torch.float64)
+    torch.testing.assert_close(singular_values(spectrum_of(s, margin), margin), s, rtol=1e-12, atol=1e-12)
+    assert singular_values(torch.zeros(1, dtype=torch.float64), margin).item() == 1.0
+    outside = singular_values(spectrum_of(torch.tensor([1 - 3 * margin, 1 + 3 * margin], dtype=torch.float64),
+                                          margin), margin)
+    torch.testing.assert_close(outside, torch.tensor([1 - margin, 1 + margin], dtype=torch.float64),
+                               rtol=0, atol=3e-6 * margin)
+    assert (outside > 1 - margin).all() and (outside < 1 + margin).all()
+
+
+def test_spectrum_of_without_a_margin_or_with_a_zero_margin():
+    from plainrnn.stiefel.spectral import singular_values, spectrum_of
+    s = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    free = spectrum_of(s, None)
+    assert torch.equal(free, s) and free is not s  # p is s itself, a copy
+    assert torch.equal(spectrum_of(s, 0), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(singular_values(torch.tensor([-5.0, 5.0]), 0), torch.ones(2))

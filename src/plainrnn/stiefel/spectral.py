@@ -101,7 +101,8 @@ def spectral_(module: nn.Module, name: str = "weight", margin: float | None = No
     if not isinstance(weight, torch.Tensor):
         raise ValueError(f"{type(module).__name__} has no weight named {name!r}")
     if parametrize.is_parametrized(module, name):
-        raise ValueError(f"{type(module).__name__}.{name} is already parametrized")
+        # torch renames a parametrized module's class (ParametrizedRNN): name the user's class
+        raise ValueError(f"{type(module).__name__.removeprefix('Parametrized')}.{name} is already parametrized")
     if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
         raise ValueError(f"spectral_ needs a square weight; {type(module).__name__}.{name} has shape "
                          f"{tuple(weight.shape)}")
