@@ -65,6 +65,24 @@ def test_reorthonormalize_pulls_a_drifted_matrix_back():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="square W"):
         cayley_step(torch.zeros(2, 3), torch.zeros(2, 3), 0.1)
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4\) and \(2, 3, 4\)"):  # a batch of non-square matrices
+        cayley_step(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), 0.1)
+    with pytest.raises(ValueError, match=r"^method must be 'auto' or 'solve', got 'lu'$"):
+        cayley_step(torch.eye(2), torch.zeros(2, 2), 0.1, method="lu")
+
+
+@pytest.mark.parametrize("lr, solves", [(1e-6, False), (0.5, True)])
+def test_auto_takes_the_series_only_where_it_is_exact_and_solve_always_solves(lr, solves, monkeypatch):
+    """The two routes agree to rounding, so only the route itself tells them apart: count the solves."""
+    calls = []
+    real_solve = torch.linalg.solve
+    monkeypatch.setattr(torch.linalg, "solve", lambda *a, **k: calls.append(1) or real_solve(*a, **k))
+    W, G = _orthogonal(6, 1), torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    cayley_step(W, G, lr)
+    assert (len(calls) > 0) == solves
+    calls.clear()
+    cayley_step(W, G, lr, method="solve")
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("dtype,lr", [(torch.float64, 1e-9), (torch.float64, 1e-6), (torch.float32, 1e-6), (torch.float32, 1e-4)])
