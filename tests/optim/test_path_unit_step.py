@@ -119,3 +119,73 @@ def test_row_quadratic_of_a_rank_one_kappa_is_the_dense_sum(dim):
     torch.testing.assert_close(row_quadratic(Outer(rows, cols), values, dim), expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(row_quadratic(torch.outer(rows, cols), values, dim), expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(row_quadratic(rows, values[:, 0]), rows * values[:, 0].square(), rtol=1e-12, atol=0)
+
+
+def _limited_and_free(make_model, rho_quantile, lr, batch, layers, step_fn):
+    """(ratios with the bound, ratios without it, the bound) for the units of ``layers``."""
+    free, _ = step_fn(make_model(), None, lr, batch, layers)
+    rho = float(free.quantile(rho_quantile))
+    limited, _ = step_fn(make_model(), rho, lr, batch, layers)
+    return limited, free, rho
+
+
+def _check_bound(limited, free, rho):
+    over = free > rho
+    assert over.any() and not over.all(), "the test needs units on both sides of the bound"
+    torch.testing.assert_close(limited[over], torch.full_like(limited[over], rho), rtol=1e-12, atol=0)
+    torch.testing.assert_close(limited[~over], free[~over], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("frozen", [("weight_ih_l0",), ("weight_ih_l0", "weight_hh_l0", "bias_l0")])
+def test_units_of_other_layers_are_limited_when_some_parameters_are_frozen(frozen):
+    """Frozen parameters take no step and are left out of a unit's sums; a layer frozen whole is
+    skipped, and the next layers are still limited."""
+    def make():
+        model = small_relu_rnn()
+        for name in frozen:
+            getattr(model, name).requires_grad_(False)
+        return model
+
+    def step(model, rho, lr, batch, layers):
+        x, y = batch
+        opt = pr.optim.PathSGD(model, lr=lr, seq_len=7, max_unit_step=rho)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        kappa = pr.path.kappa(model, seq_len=7)
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        after = {n: p.detach().clone() for n, p in model.named_parameters()}
+        return _unit_ratios(kappa, before, after, layers), opt
+
+    layers = tuple(tuple(n for n in names if n not in frozen) for names in _LAYERS)
+    layers = tuple(names for names in layers if names)
+    _check_bound(*_limited_and_free(make, 0.5, 0.5, _batches(1)[0], layers, step))
+
+
+def test_an_embeddings_units_are_its_columns():
+    """nn.Embedding(V, E): unit j of the embedding is column j (every token's edge into it), so the
+    bound acts on Σ_v κ[v, j] Δ[v, j]² against Σ_v κ[v, j] w[v, j]²."""
+    from torch import nn
+    tokens = torch.tensor([[0, 3, 1], [2, 2, 4]])
+    target = torch.randn(2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def make():
+        torch.manual_seed(5)
+        return nn.Sequential(nn.Embedding(5, 4), nn.Flatten(), nn.ReLU(), nn.Linear(12, 2)).double()
+
+    def step(model, rho, lr, batch, layers):
+        opt = pr.optim.PathSGD(model, lr=lr, example_input=tokens, max_unit_step=rho)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        kappa = pr.path.kappa(model, example_input=tokens)
+        torch.nn.functional.mse_loss(model(tokens), target).backward()
+        opt.step()
+        columns = {n: (before[n].t(), (model.state_dict()[n] - before[n]).t(), kappa[n].t()) if n == "0.weight"
+                   else (before[n], model.state_dict()[n] - before[n], kappa[n]) for n in before}
+        ratios = []
+        for names in layers:
+            moved = sum((columns[n][2] * columns[n][1] ** 2).reshape(len(columns[n][0]), -1).sum(1) for n in names)
+            mass = sum((columns[n][2] * columns[n][0] ** 2).reshape(len(columns[n][0]), -1).sum(1) for n in names)
+            ratios.append((moved / mass).sqrt())
+        return torch.cat(ratios), opt
+
+    # the embedding's tokens 0–4 all occur, so every column has mass
+    _check_bound(*_limited_and_free(make, 0.5, 0.5, None, (("0.weight",), ("3.weight", "3.bias")), step))
