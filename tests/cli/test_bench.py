@@ -101,3 +101,14 @@ def test_compare_says_where_two_runs_agree(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().startswith("plainrnn bench: error: --compare:") and "bad.json is not the JSON" in bad.stderr
     assert main(["bench", "--compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 2
+
+
+def test_the_ratio_is_the_median_of_the_rounds_and_lies_in_its_iqr(monkeypatch):
+    """Rounds (ours, base) = (1, 1), (10, 10), (10, 1): the per-round ratios are 1, 1, 10, so the ratio
+    is 1, while median(ours) / median(base) would be 10, outside the IQR."""
+    import plainrnn.experiments.bench as bench
+    monkeypatch.setattr(bench, "CASES", {"path_sgd_overhead": lambda quick: (None, None)})
+    monkeypatch.setattr(bench, "_time_pair", lambda *a, **k: ([1.0, 10.0, 10.0], [1.0, 10.0, 1.0]))
+    result = bench.run_bench(only=["path_sgd_overhead"], max_width=100.0)["path_sgd_overhead"]
+    assert result["ratio"] == 1.0 and result["spread"]["q1"] <= result["ratio"] <= result["spread"]["q3"]
+    assert result["times"] == dict(ours_s=10.0, baseline_s=1.0, repeats=3)
