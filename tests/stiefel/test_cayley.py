@@ -110,3 +110,47 @@ def test_default_drift_tolerances_are_per_dtype(dtype, drift, expect_pull):
     opt.step()
     pulled = opt.state[param].get("reorthonormalized", 0) == 1
     assert pulled == expect_pull
+
+
+def _root(k, eps):
+    """The b where b^{k+1}/(1 − b) = eps/2, by bisection in float64."""
+    lo, hi = 0.0, 0.5
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid ** (k + 1) / (1 - mid) <= eps / 2 else (lo, mid)
+    return lo
+
+
+@pytest.mark.parametrize("eps", [torch.finfo(torch.float64).eps, torch.finfo(torch.float32).eps])
+def test_series_terms_is_the_fewest_terms_whose_remainder_bound_is_within_half_an_eps(eps):
+    """Just inside and just outside each k's bound b^{k+1}/(1 − b) ≤ eps/2 (a relative nudge of 1e-6
+    moves the bound by about 1e-6 · (k+1), far more than rounding)."""
+    from plainrnn.stiefel.cayley import series_terms
+    for k in (1, 2, 3):
+        b = _root(k, eps)
+        assert series_terms(b * (1 - 1e-6), eps) == k
+        assert series_terms(b * (1 + 1e-6), eps) == (k + 1 if k < 3 else None)
+    assert series_terms(0.0, eps) == 1
+    assert series_terms(0.5, eps) is None and series_terms(1.0, eps) is None and series_terms(3.0, eps) is None
+
+
+def test_cayley_step_bounds_b_by_half_the_lr_times_the_generators_frobenius_norm(monkeypatch):
+    import plainrnn.stiefel.cayley as cayley
+    seen = []
+    real = cayley.series_terms
+    monkeypatch.setattr(cayley, "series_terms", lambda b, eps: seen.append((b, eps)) or real(b, eps))
+    W, G = _orthogonal(5, 3), torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    cayley.cayley_step(W, G, 1e-3)
+    A = skew_generator(W, G)
+    assert seen == [(pytest.approx(1e-3 / 2 * torch.linalg.matrix_norm(A).item(), rel=1e-12),
+                     torch.finfo(torch.float64).eps)]
+
+
+@pytest.mark.parametrize("lr, method", [(1e-6, "auto"), (0.3, "auto"), (0.3, "solve")])
+def test_a_batch_of_matrices_steps_like_each_matrix_alone(lr, method):
+    Ws = torch.stack([_orthogonal(4, s) for s in range(3)])
+    Gs = torch.randn(3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    batched = cayley_step(Ws, Gs, lr, method=method)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], cayley_step(Ws[i], Gs[i], lr, method=method), rtol=0, atol=1e-14)
+        assert orthogonality_error(batched[i]) < 1e-13
