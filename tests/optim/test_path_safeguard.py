@@ -78,3 +78,36 @@ def test_the_trainer_takes_the_safeguard_and_logs_its_halvings(tmp_path):
     rows = [json.loads(line) for line in open(summary["run_dir"] + "/metrics.jsonl")]
     assert [r["step"] for r in rows] == [10, 20, 30]
     assert rows[-1]["path_backtracks"] > 0 and rows[0]["path_backtracks"] <= rows[-1]["path_backtracks"]
+
+
+@pytest.mark.parametrize("max_backtracks", [30, 1])
+def test_the_step_taken_is_the_largest_halving_within_the_bound_replayed_by_hand(max_backtracks):
+    """One guarded step against an oracle: the plain step Δ (from an unguarded twin at lr 3, which
+    multiplies γ² by 6.2), then the fractions 1, 1/2, 1/4, … tried from the saved weights, with γ² from
+    path_norm; the first with γ²(w − f·Δ) ≤ 1.2·γ²(w) is kept (here f = 1/4: 1/2 gives 1.39). When
+    max_backtracks halvings are not enough, the last try is kept."""
+    x, y = _batches(1)[0]
+    plain, guarded = _rnn(), _rnn()
+    w0 = {n: p.detach().clone() for n, p in plain.named_parameters()}
+    opt = pr.optim.PathSGD(plain, seq_len=7, lr=3.0)
+    torch.nn.functional.mse_loss(plain(x), y).backward()
+    opt.step()
+    step = {n: w0[n] - p.detach() for n, p in plain.named_parameters()}
+    gamma2 = lambda f: float(pr.path.path_norm(_with(w0, step, f), seq_len=7))  # noqa: E731
+    halvings = next(h for h in range(31) if gamma2(2.0 ** -h) <= 1.2 * gamma2(0.0))
+    assert halvings == 2, "the test wants a step that needs two halvings"
+    expected = min(halvings, max_backtracks)
+    opt = pr.optim.PathSGD(guarded, seq_len=7, lr=3.0, max_path_growth=0.2, max_backtracks=max_backtracks)
+    torch.nn.functional.mse_loss(guarded(x), y).backward()
+    opt.step()
+    assert opt.param_groups[0]["path_backtracks"] == expected
+    for n, p in guarded.named_parameters():
+        torch.testing.assert_close(p.detach(), w0[n] - 2.0 ** -expected * step[n], rtol=1e-12, atol=1e-14)
+
+
+def _with(w0, step, fraction):
+    model = _rnn()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(w0[n] - fraction * step[n])
+    return model

@@ -230,3 +230,52 @@ def test_path_normalized_names_a_bad_state_dict():
         opt.load_state_dict({"state": {}, "param_groups": []})
     with pytest.raises(ValueError, match=rf"{keys}, got list$"):
         opt.load_state_dict([])
+
+
+def test_path_normalized_sgd_with_its_defaults_is_path_sgd_with_its_defaults():
+    """The same defaults (κ1 only, κ every step, s = γ²(w₀), p = 2): PathNormalized(SGD) steps exactly
+    like PathSGD, and it is a torch optimizer whose defaults are its inner one's."""
+    a, b = _rnn(), _rnn()
+    wrapped = pr.optim.PathNormalized(torch.optim.SGD, a, seq_len=7, lr=0.05)
+    _train(a, lambda m: wrapped, _batches(4))
+    _train(b, lambda m: pr.optim.PathSGD(m, seq_len=7, lr=0.05), _batches(4))
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-15)
+    assert wrapped.defaults is wrapped.inner.defaults and wrapped.defaults["lr"] == 0.05
+    assert wrapped.state_dict()["path_steps"] == 4
+    fresh = pr.optim.PathNormalized(torch.optim.SGD, _rnn(), seq_len=7, lr=0.05).state_dict()
+    assert fresh["path_scale"] is None and fresh["path_steps"] == 0
+
+
+def test_a_single_tensor_param_group_is_added_to_the_inner_optimizer():
+    model = _rnn()
+    opt = pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, lr=0.05)
+    first = opt.param_groups[0]["params"]
+    opt.inner.param_groups[0]["params"] = [p for p in first if p is not model.weight_out]
+    opt.add_param_group({"params": model.weight_out, "lr": 0.01})
+    assert opt.inner.param_groups[-1]["params"] == [model.weight_out] and opt.inner.param_groups[-1]["lr"] == 0.01
+    with pytest.raises(ValueError, match=r"^PathNormalized: a new param group's parameters must be parameters of "
+                                         r"its model \(got 1 that are not\)$"):
+        opt.add_param_group({"params": torch.nn.Parameter(torch.zeros(2))})
+
+
+@pytest.mark.parametrize("make", ["rnn", "mlp"])
+def test_path_sgd_state_loads_with_weights_only_and_resumes_bit_for_bit(make, tmp_path):
+    """κ is stored as plain tensors (an MLP's rank-one κ as its two vectors), so torch.load with
+    weights_only=True reads the state; between κ passes the loaded copy steps exactly like the original."""
+    model = _rnn() if make == "rnn" else pr.MLP(3, [6, 5], 2).double()
+    batches = _batches(4) if make == "rnn" else [(x[:, 0], y) for x, y in _batches(4)]
+    opt = pr.optim.PathSGD(model, lr=0.05, seq_len=7 if make == "rnn" else None, momentum=0.5, kappa_every=3)
+    _train(model, lambda m: opt, batches[:2])
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    clone = copy.deepcopy(model)
+    opt2 = pr.optim.PathSGD(clone, lr=0.05, seq_len=7 if make == "rnn" else None, momentum=0.5, kappa_every=3)
+    opt2.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
+    with torch.no_grad():  # a κ computed now would differ from the stored one
+        for p, q in zip(model.parameters(), clone.parameters()):
+            p.mul_(1.1)
+            q.mul_(1.1)
+    _train(model, lambda m: opt, batches[2:])
+    _train(clone, lambda m: opt2, batches[2:])
+    for p, q in zip(model.parameters(), clone.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
