@@ -100,3 +100,15 @@ def test_combined_follows_its_inner_optimizers_through_a_reload_and_a_new_group(
     extra = torch.nn.Parameter(torch.ones(3))
     opt2.optimizers[-1].add_param_group({"params": [extra], "lr": 0.5})
     assert opt2.param_groups[-1]["params"] == [extra]
+
+
+@pytest.mark.parametrize("make", [_path_normalized, _spectral], ids=["PathNormalized", "Combined"])
+def test_zero_grad_follows_torch(make):
+    """As torch.optim: zero_grad() sets the gradients to None, zero_grad(False) to zeros."""
+    model, opt = make()
+    _step(model, opt)
+    model(torch.randn(4, 5, 2)).square().mean().backward()
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())

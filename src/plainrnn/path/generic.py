@@ -89,7 +89,6 @@ class _SquaredRNN(nn.Module):
     def __init__(self, rnn: nn.RNN):
         super().__init__()
         self.num_layers, self.batch_first, self.bias = rnn.num_layers, rnn.batch_first, rnn.bias
-        self.hidden_size = rnn.hidden_size
         for name, param in rnn.named_parameters():
             setattr(self, name, param)
         self.states: list[list[torch.Tensor]] = []  # per layer, a_1 … a_T (each batch × H)
