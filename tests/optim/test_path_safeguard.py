@@ -111,3 +111,23 @@ def _with(w0, step, fraction):
         for n, p in model.named_parameters():
             p.copy_(w0[n] - fraction * step[n])
     return model
+
+
+@pytest.mark.parametrize("kappa_every", [1, 3])
+def test_the_safeguard_bounds_gamma2_on_a_users_model(kappa_every):
+    """γ² comes from the κ pass (κ every step) or from the squared network alone (between κ passes)."""
+    from torch import nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)).double()
+    example = torch.zeros(1, 3, dtype=torch.float64)
+    opt = pr.optim.PathSGD(net, lr=3.0, example_input=example, max_path_growth=0.05, max_backtracks=30,
+                           kappa_every=kappa_every)
+    growth = []
+    for x, y in _batches(8):
+        before = float(pr.path.path_norm(net, example_input=example))
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(x[:, 0]), y).backward()
+        opt.step()
+        growth.append(float(pr.path.path_norm(net, example_input=example)) / before - 1)
+    assert opt.param_groups[0]["path_backtracks"] > 0
+    assert max(growth) <= 0.05 + 1e-12
