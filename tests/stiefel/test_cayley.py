@@ -154,3 +154,18 @@ def test_a_batch_of_matrices_steps_like_each_matrix_alone(lr, method):
     for i in range(3):
         torch.testing.assert_close(batched[i], cayley_step(Ws[i], Gs[i], lr, method=method), rtol=0, atol=1e-14)
         assert orthogonality_error(batched[i]) < 1e-13
+
+
+def test_stiefel_sgd_checks_its_arguments_and_keeps_them_as_defaults():
+    from plainrnn.optim import StiefelSGD
+    W = torch.nn.Parameter(_orthogonal(3, 0))
+    opt = StiefelSGD([W], lr=0.1)
+    assert opt.defaults == dict(lr=0.1, check_every=10, tol=None, method="auto")
+    assert StiefelSGD([W], lr=0.1, method="solve").defaults["method"] == "solve"
+    for bad, message in [(dict(lr=0.0), r"^Invalid learning rate: 0\.0 \(must be > 0\)$"),
+                         (dict(lr="0.1"), r"^Invalid learning rate: 0\.1 \(must be > 0\)$"),
+                         (dict(lr=0.1, check_every=0), r"^check_every must be a positive integer, got 0$"),
+                         (dict(lr=0.1, check_every=2.0), r"^check_every must be a positive integer, got 2\.0$"),
+                         (dict(lr=0.1, method="lu"), r"^method must be 'auto' or 'solve', got 'lu'$")]:
+        with pytest.raises(ValueError, match=message):
+            StiefelSGD([W], **bad)
