@@ -56,7 +56,7 @@ def test_kappa2_is_zero_off_the_recurrent_matrices_and_kappa1_is_the_squared_gra
 
 
 @pytest.mark.parametrize("route", ["kernel", "eager"])
-@pytest.mark.parametrize("hidden", [[4, 3], [5, 9, 4]])
+@pytest.mark.parametrize("hidden", [[4, 3], [5, 9, 4], [4, 5, 12, 12]])  # last: 2 layers before the pivot
 def test_mlp_kappa_is_half_hessian_diagonal(route, hidden, monkeypatch):
     """Both routes of the sweep (plainrnn.path.kernels), and a net whose largest matrix is inside."""
     if route == "eager":
