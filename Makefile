@@ -37,7 +37,7 @@ $(MUTATION_STAMP): $(STAMP)
 mutation: $(MUTATION_STAMP)
 	# its own kernel cache: the mutants' copy of csrc/ would otherwise rebuild the one the tests use
 	OMP_NUM_THREADS=1 XDG_CACHE_HOME=$(CURDIR)/mutants/.cache $(BIN)/mutmut run --max-children $(JOBS)
-	$(BIN)/mutmut results
+	$(BIN)/python tools/mutation_summary.py
 
 clean:
 	rm -rf $(VENV) runs mutants
