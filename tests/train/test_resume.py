@@ -114,3 +114,18 @@ def test_every_checkpoint_loads_with_weights_only_and_a_foreign_file_is_one_line
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().endswith(")") and "is not a plainrnn checkpoint" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_finished_run_extended_with_another_eval_cadence_is_the_longer_run(tmp_path):
+    """How the adding study's 100k runs continued its 20k runs (results/adding_study_full): a finished
+    run, resumed with more steps and another eval_every, ends exactly where one longer run does, since
+    batches come from the run's own generator and evaluation never touches training."""
+    kw = dict(seq_len=10, hidden=8, optimizer="path-adam", lr=1e-3, clip=1.0)
+    longer = train(RunConfig(out=str(tmp_path / "a"), steps=60, eval_every=20, **kw), progress=False)
+    short = train(RunConfig(out=str(tmp_path / "b"), steps=30, eval_every=15, **kw), progress=False)
+    config_path = os.path.join(short["run_dir"], "config.json")
+    cfg = json.load(open(config_path))
+    json.dump(dict(cfg, steps=60, eval_every=20), open(config_path, "w"))
+    extended = resume(short["run_dir"], progress=False)
+    assert extended["test_metric"] == longer["test_metric"] and extended["steps"] == 60
+    assert [r["step"] for r in _metrics(extended["run_dir"]) if "test_metric" in r] == [15, 30, 40, 60]
