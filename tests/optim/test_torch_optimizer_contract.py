@@ -112,3 +112,26 @@ def test_zero_grad_follows_torch(make):
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
     opt.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_spectral_optimizer_gives_each_parameter_its_learning_rate():
+    """U and V: StiefelSGD at orth_lr (default the paper's 1e-6) with orth_method; the rest: the inner
+    optimizer at lr with its own keyword arguments; each spectrum p at lr / 2m (eq. 10 scales its
+    gradient by 2m), or at lr where m = 0 or there is no margin."""
+    model = pr.SpectralRNN(2, 4, 1, num_layers=2, margin=0.25)
+    opt = pr.optim.spectral_optimizer(model, lr=1e-3, orth_method="solve", alpha=0.5)
+    stiefel, inner = opt.optimizers
+    assert stiefel.defaults["lr"] == 1e-6 and stiefel.defaults["method"] == "solve"
+    assert {id(p) for g in stiefel.param_groups for p in g["params"]} == {id(p) for p in model.orthogonal_parameters()}
+    assert [g["lr"] for g in inner.param_groups] == [1e-3, 1e-3 / 0.5, 1e-3 / 0.5]
+    assert all(g["alpha"] == 0.5 for g in inner.param_groups)
+    assert [g["params"] for g in inner.param_groups[1:]] == [[model.spectrum(0)], [model.spectrum(1)]]
+    # a user's weight alone (no other parameter), with m = 0 and with no margin
+    for margin, want in ((0.0, 1e-3), (None, 1e-3)):
+        layer = torch.nn.Linear(3, 3, bias=False)
+        pr.stiefel.spectral_(layer, margin=margin)
+        inner = pr.optim.spectral_optimizer(layer, lr=1e-3).optimizers[1]
+        assert [g["lr"] for g in inner.param_groups] == [want]
+    with pytest.raises(ValueError, match=r"^Linear has no spectral factors: apply plainrnn\.stiefel\.spectral_\(module, "
+                                         r"name, margin\) to a square weight first$"):
+        pr.optim.spectral_optimizer(torch.nn.Linear(3, 3), lr=1e-3)
