@@ -352,3 +352,24 @@ def test_a_layer_no_path_reaches_gets_zero_kappa_not_an_error():
     kappa = pr.path.kappa(model, example_input=torch.zeros(1, 6, 3), second_order=True)
     assert all(kappa[f"rnn.{kind}_l1"].abs().max() == 0 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
     assert kappa["rnn.weight_hh_l0"].abs().min() > 0
+
+
+def test_p_and_seq_len_on_a_users_model_are_named_and_its_squared_network_is_built_once(monkeypatch):
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    example = torch.zeros(1, 3)
+    with pytest.raises(ValueError, match=r"^p = 1\.0: lp Path-SGD \(Algorithm 1\) is defined for plainrnn\.MLP; "
+                                         r"other models use p = 2$"):
+        pr.path.kappa(net, p=1.0, example_input=example)
+    with pytest.raises(ValueError, match=r"^seq_len is for plainrnn\.ReLURNN; for a Sequential the example_input's "
+                                         r"shape sets the unrolled length$"):
+        pr.path.kappa(net, seq_len=5, example_input=example)
+    import plainrnn.path as path
+    built = []
+    real = path.SquaredNetwork
+    monkeypatch.setattr(path, "SquaredNetwork", lambda *a: built.append(1) or real(*a))
+    opt = pr.optim.PathSGD(net, lr=0.1, example_input=example)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(5, 3)).square().mean().backward()
+        opt.step()
+    assert len(built) == 1  # every κ pass of the optimizer reuses it
