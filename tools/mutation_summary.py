@@ -1,7 +1,12 @@
 # `make mutation`'s closing summary: mutants per package and status (`-v`: the survivors per function).
 import collections, subprocess, sys
-out = subprocess.run([".venv/bin/mutmut", "results", "--all", "true"], capture_output=True, text=True).stdout
+try:
+    out = subprocess.run([".venv/bin/mutmut", "results", "--all", "true"], capture_output=True, text=True).stdout
+except FileNotFoundError:
+    sys.exit("mutation_summary: .venv/bin/mutmut is missing; run `make mutation` first")
 rows = [line.strip().rsplit(": ", 1) for line in out.splitlines() if ": " in line]
+if not rows:
+    sys.exit("mutation_summary: mutmut has no results here (no mutants/ directory); run `make mutation` first")
 by_pkg = collections.defaultdict(collections.Counter)
 survivors = collections.Counter()
 for name, status in rows:

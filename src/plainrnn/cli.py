@@ -246,10 +246,9 @@ def _cmd_reproduce(args) -> int:
         rows = invariance_gap.invariance_gap(cfg)
         print(json.dumps(rows, indent=1) if args.json else invariance_gap.to_markdown(rows))
         return 0
-    from .experiments.recipes import RECIPES
+    from .experiments.recipes import RECIPES, budget_of
     from .experiments.sweep import run_sweep
     from .train.config import load_config, parse_overrides
-    from .experiments.recipes import budget_of
     recipe = RECIPES[args.recipe]
     try:
         sweep_name, budget = budget_of(args.recipe, args.budget)  # runs/<recipe>-<budget>: budgets never collide

@@ -250,7 +250,7 @@ def test_path_normalized_sgd_with_its_defaults_is_path_sgd_with_its_defaults():
 def test_a_single_tensor_param_group_is_added_to_the_inner_optimizer():
     model = _rnn()
     opt = pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, lr=0.05)
-    first = opt.param_groups[0]["params"]
+    first = opt.param_groups[0]["params"]  # every model parameter: free one for a group of its own
     opt.inner.param_groups[0]["params"] = [p for p in first if p is not model.weight_out]
     opt.add_param_group({"params": model.weight_out, "lr": 0.01})
     assert opt.inner.param_groups[-1]["params"] == [model.weight_out] and opt.inner.param_groups[-1]["lr"] == 0.01

@@ -24,7 +24,7 @@ def _unit_ratios(kappa, before, after, layers=_LAYERS):
     return torch.cat(ratios)
 
 
-def _one_step(model, rho, lr, batch):
+def _one_step(model, rho, lr, batch, layers=_LAYERS):
     x, y = batch
     opt = pr.optim.PathSGD(model, lr=lr, seq_len=7, max_unit_step=rho)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -32,7 +32,7 @@ def _one_step(model, rho, lr, batch):
     torch.nn.functional.mse_loss(model(x), y).backward()
     opt.step()
     after = {n: p.detach().clone() for n, p in model.named_parameters()}
-    return _unit_ratios(kappa, before, after), opt
+    return _unit_ratios(kappa, before, after, layers), opt
 
 
 def test_every_unit_step_is_within_the_bound_and_the_bound_is_reached():
@@ -146,19 +146,9 @@ def test_units_of_other_layers_are_limited_when_some_parameters_are_frozen(froze
             getattr(model, name).requires_grad_(False)
         return model
 
-    def step(model, rho, lr, batch, layers):
-        x, y = batch
-        opt = pr.optim.PathSGD(model, lr=lr, seq_len=7, max_unit_step=rho)
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        kappa = pr.path.kappa(model, seq_len=7)
-        torch.nn.functional.mse_loss(model(x), y).backward()
-        opt.step()
-        after = {n: p.detach().clone() for n, p in model.named_parameters()}
-        return _unit_ratios(kappa, before, after, layers), opt
-
     layers = tuple(tuple(n for n in names if n not in frozen) for names in _LAYERS)
     layers = tuple(names for names in layers if names)
-    _check_bound(*_limited_and_free(make, 0.5, 0.5, _batches(1)[0], layers, step))
+    _check_bound(*_limited_and_free(make, 0.5, 0.5, _batches(1)[0], layers, _one_step))
 
 
 def test_an_embeddings_units_are_its_columns():
@@ -178,14 +168,9 @@ def test_an_embeddings_units_are_its_columns():
         kappa = pr.path.kappa(model, example_input=tokens)
         torch.nn.functional.mse_loss(model(tokens), target).backward()
         opt.step()
-        columns = {n: (before[n].t(), (model.state_dict()[n] - before[n]).t(), kappa[n].t()) if n == "0.weight"
-                   else (before[n], model.state_dict()[n] - before[n], kappa[n]) for n in before}
-        ratios = []
-        for names in layers:
-            moved = sum((columns[n][2] * columns[n][1] ** 2).reshape(len(columns[n][0]), -1).sum(1) for n in names)
-            mass = sum((columns[n][2] * columns[n][0] ** 2).reshape(len(columns[n][0]), -1).sum(1) for n in names)
-            ratios.append((moved / mass).sqrt())
-        return torch.cat(ratios), opt
+        after = {n: p.detach().clone() for n, p in model.named_parameters()}
+        by_unit = lambda t: {n: v.t() if n == "0.weight" else v for n, v in t.items()}  # noqa: E731 (columns first)
+        return _unit_ratios(by_unit(kappa), by_unit(before), by_unit(after), layers), opt
 
     # the embedding's tokens 0–4 all occur, so every column has mass
     _check_bound(*_limited_and_free(make, 0.5, 0.5, None, (("0.weight",), ("3.weight", "3.bias")), step))
