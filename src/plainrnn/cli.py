@@ -209,7 +209,7 @@ def _cmd_bench(args) -> int:
     # Progress goes to stderr in both modes, so `--json` keeps stdout to the one JSON object.
     say = lambda key: print(f"measuring {key} ...", file=sys.stderr, flush=True)  # noqa: E731
     results = run_bench(quick=args.quick, repeats=args.repeats, only=args.only, progress=say,
-                        max_width=args.max_width, max_rounds=args.max_rounds)
+                        max_width=args.max_width, max_rounds=args.max_rounds, processes=args.processes)
     print(json.dumps(results) if args.json else format_table(results))
     return 0
 
@@ -376,12 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small shapes, few repeats (a smoke test; ratios not meaningful)")
     bench.add_argument("--json", action="store_true", help="print one JSON object: {key: {ratio, target, met, what, spread, conclusive, flag, "
                        "times | memory, machine}}")
-    bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved repeats per case, each about 0.3 s of calls (default 9; 3 with --quick)")
+    bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved rounds per process, each about 0.3 s of calls per side (default 5; 3 with --quick)")
     bench.add_argument("--max-width", type=_number(float, 0, True), default=0.05,
                        help="repeat until the per-round ratios' interquartile range is within this fraction of "
                             "the ratio, else report the ratio as inconclusive (default 0.05)")
     bench.add_argument("--max-rounds", type=_number(int, 1), default=None,
-                       help="the most rounds per case while the spread is too wide (default 3 × --repeats)")
+                       help="the most rounds per process while the spread is too wide (default 3 × --repeats)")
+    bench.add_argument("--processes", type=_number(int, 1), default=None,
+                       help="time each case in this many fresh processes and pool their rounds, so the spread "
+                            "holds the noise between processes too (default 3; 1 with --quick: this process)")
     bench.add_argument("--only", nargs="+", metavar="KEY", help="run only these cases")
     bench.add_argument("--profile", metavar="KEY", help="instead of timing, print torch.profiler's table of both "
                                                         "sides of one case (where its ratio comes from)")

@@ -109,6 +109,33 @@ def test_the_ratio_is_the_median_of_the_rounds_and_lies_in_its_iqr(monkeypatch):
     import plainrnn.experiments.bench as bench
     monkeypatch.setattr(bench, "CASES", {"path_sgd_overhead": lambda quick: (None, None)})
     monkeypatch.setattr(bench, "_time_pair", lambda *a, **k: ([1.0, 10.0, 10.0], [1.0, 10.0, 1.0]))
-    result = bench.run_bench(only=["path_sgd_overhead"], max_width=100.0)["path_sgd_overhead"]
+    result = bench.run_bench(only=["path_sgd_overhead"], max_width=100.0, processes=1)["path_sgd_overhead"]
     assert result["ratio"] == 1.0 and result["spread"]["q1"] <= result["ratio"] <= result["spread"]["q3"]
     assert result["times"] == dict(ours_s=10.0, baseline_s=1.0, repeats=3)
+
+
+def test_rounds_of_several_processes_are_pooled(monkeypatch):
+    """Three processes whose rounds read 1.0, 1.2 and 1.4: each alone is narrow, pooled they are wide,
+    so the run reports the spread between processes and calls the ratio inconclusive."""
+    import plainrnn.experiments.bench as bench
+    reads = iter([1.0, 1.2, 1.4])
+    calls = []
+
+    def fake_process(key, quick, repeats, max_width, max_rounds):
+        calls.append((key, quick, repeats, max_width, max_rounds))
+        r = next(reads)
+        return [r, r * 1.001, r * 0.999], [1.0, 1.0, 1.0]
+    monkeypatch.setattr(bench, "_time_case_in_fresh_process", fake_process)
+    result = bench.run_bench(only=["path_sgd_overhead"], repeats=3, processes=3)["path_sgd_overhead"]
+    assert calls == [("path_sgd_overhead", False, 3, 0.05, 9)] * 3
+    assert result["spread"]["rounds"] == 9 and result["spread"]["processes"] == 3
+    assert result["ratio"] == 1.2 and result["spread"]["min"] == 0.999 and result["spread"]["max"] == 1.4014
+    assert not result["conclusive"] and "in 3 processes" in result["flag"]
+
+
+def test_a_case_timed_in_fresh_processes_returns_their_rounds():
+    """The real child processes, on the quick shapes: two processes of two rounds each."""
+    from plainrnn.experiments.bench import run_bench
+    result = run_bench(quick=True, only=["relurnn_vs_torch"], repeats=2, max_rounds=2, processes=2)
+    spread = result["relurnn_vs_torch"]["spread"]
+    assert spread["rounds"] == 4 and spread["processes"] == 2 and spread["min"] > 0

@@ -4,6 +4,11 @@ Each case builds both sides on the same shapes, warms them up, then alternates o
 ``repeats`` rounds so that machine noise hits both, and reports the median over the rounds of each
 round's ours / baseline (the times printed beside it are each side's median, for reference).
 
+**Processes.** A full run times each case in three fresh processes, one after another, and pools their
+rounds. Two quiet runs timed in one process each disagreed on three keys by 10–25 %, each with an IQR
+under 5 %: a process's heap layout and core placement move a ratio, and rounds inside one process
+never sample that. Pooled, the spread holds both kinds of noise.
+
 **Spread.** Each round gives one ratio (its ours over its baseline, timed back to back). Their
 quartiles are the ratio's spread: the interquartile range (IQR) relative to the median is its
 *width*. While the width is above ``max_width`` (default 0.05) more rounds are run, up to
@@ -13,6 +18,7 @@ measurement. A ratio below 1 for a step that does strictly more work than its ba
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -83,8 +89,9 @@ def ratio_spread(t_ours: list[float], t_base: list[float]) -> dict:
 def verdict(key: str, ratio: float, spread: dict, max_width: float) -> str | None:
     """None for a measurement that can be read; else why it cannot."""
     if spread["width"] > max_width:
+        where = f" in {spread['processes']} processes" if spread.get("processes", 1) > 1 else ""
         return f"inconclusive: the interquartile range is {100 * spread['width']:.0f} % of the ratio " \
-               f"(> {100 * max_width:.0f} %) after {spread['rounds']} rounds"
+               f"(> {100 * max_width:.0f} %) after {spread['rounds']} rounds{where}"
     if key in STRICTLY_MORE_WORK and spread["q3"] < 1:
         return "noise: below 1 for a step that does strictly more work than its baseline"
     return None
@@ -319,24 +326,71 @@ def _memory_probe(kind: str, quick: bool) -> tuple[int, int]:
     return int(peak), int(before)
 
 
+def time_case(key: str, quick: bool, repeats: int, max_width: float | None = None,
+              max_rounds: int | None = None) -> tuple[list[float], list[float]]:
+    """Build one case in this process and time its two sides (:func:`_time_pair`): seconds per call,
+    one entry per round."""
+    ours, base = CASES[key](quick)
+    return _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3, max_width=max_width,
+                      max_rounds=max_rounds)
+
+
+def _time_case_in_fresh_process(key: str, quick: bool, repeats: int, max_width: float | None,
+                                max_rounds: int | None) -> tuple[list[float], list[float]]:
+    """:func:`time_case` in a new Python process with this one's torch thread count. A process draws
+    its own heap layout and core placement, which shift a ratio by up to 25 % here (two quiet runs read
+    1.13 and 0.885 for one key, each with an IQR under 5 %): rounds within one process cannot see it."""
+    code = ("import json, sys, torch; from plainrnn.experiments.bench import time_case; "
+            f"torch.set_num_threads({torch.get_num_threads()}); "
+            f"print(json.dumps(time_case({key!r}, {quick}, {repeats}, {max_width!r}, {max_rounds!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench case {key} failed in its process:\n{out.stderr.strip()}")
+    t_ours, t_base = json.loads(out.stdout.strip().splitlines()[-1])
+    return t_ours, t_base
+
+
 def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] | None = None,
               progress: Callable[[str], None] | None = None, max_width: float = 0.05,
-              max_rounds: int | None = None) -> dict:
-    repeats = repeats or (3 if quick else 9)
+              max_rounds: int | None = None, processes: int | None = None) -> dict:
+    """Time every case (or those in ``only``) and return ``{key: {ratio, target, met, what, spread,
+    conclusive, flag, times | memory, machine}}``.
+
+    Args:
+        quick: small shapes and few rounds: checks the harness, not the numbers.
+        repeats: rounds per process before the spread is looked at (default 5; 3 with ``quick``).
+        only: the keys to run (default all of :data:`TARGETS`).
+        progress: called with each key as it starts.
+        max_width: a process goes on past ``repeats`` rounds, up to ``max_rounds`` (default 3 ×
+            ``repeats``), until its rounds' IQR is within this fraction of their median; a ratio whose
+            pooled rounds stay wider is reported as inconclusive.
+        processes: each case is timed in this many fresh processes, one after another, and their rounds
+            are pooled (default 3; 1 with ``quick``, which times in this process). The spread then
+            holds the noise between processes as well as within one.
+
+    Returns:
+        One entry per key; ``spread`` gives the quartiles, min, max, width, ``rounds`` and
+        ``processes`` of the pooled per-round ratios, and ``ratio`` is their median.
+    """
+    repeats = repeats or (3 if quick else 5)
     max_rounds = max_rounds or 3 * repeats
+    processes = processes or (1 if quick else 3)
     machine = _machine()
     results = {}
-    for key, build in CASES.items():
+    for key in CASES:
         if only and key not in only:
             continue
         if progress:
             progress(key)
-        ours, base = build(quick)
-        rounds_ours, rounds_base = _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3,
-                                              max_width=max_width, max_rounds=max_rounds)
+        rounds_ours, rounds_base = [], []
+        for _ in range(processes):
+            timer = time_case if processes == 1 else _time_case_in_fresh_process
+            t_ours, t_base = timer(key, quick, repeats, max_width, max_rounds)
+            rounds_ours += t_ours
+            rounds_base += t_base
         t_ours, t_base = statistics.median(rounds_ours), statistics.median(rounds_base)
         target, what = TARGETS[key]
-        spread = ratio_spread(rounds_ours, rounds_base)
+        spread = dict(ratio_spread(rounds_ours, rounds_base), processes=processes)
         # The median of the per-round ratios, not median(ours) / median(base): each round's two sides
         # are timed back to back and share its noise, and the ratio then always lies inside its IQR.
         ratio = spread["median"]
@@ -444,5 +498,5 @@ def format_comparison(rows: list[dict], names: tuple[str, str] = ("first", "seco
     return "\n".join(lines)
 
 
-__all__ = ["run_bench", "format_table", "ratio_spread", "verdict", "compare", "format_comparison", "CASES",
+__all__ = ["run_bench", "time_case", "format_table", "ratio_spread", "verdict", "compare", "format_comparison", "CASES",
            "TARGETS", "STRICTLY_MORE_WORK"]
