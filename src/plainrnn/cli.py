@@ -378,8 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "times | memory, machine}}")
     bench.add_argument("--repeats", type=_number(int, 1), default=None, help="interleaved rounds per process, each about 0.3 s of calls per side (default 5; 3 with --quick)")
     bench.add_argument("--max-width", type=_number(float, 0, True), default=0.05,
-                       help="repeat until the per-round ratios' interquartile range is within this fraction of "
-                            "the ratio, else report the ratio as inconclusive (default 0.05)")
+                       help="repeat until the 95 %% confidence interval of the ratio (the median of the rounds) "
+                            "is within this fraction of it, else report the ratio as inconclusive (default 0.05)")
     bench.add_argument("--max-rounds", type=_number(int, 1), default=None,
                        help="the most rounds per process while the spread is too wide (default 3 × --repeats)")
     bench.add_argument("--processes", type=_number(int, 1), default=None,

@@ -19,9 +19,11 @@ def test_quick_bench_json_shape():
         assert all(nested[side] > 0 for side in sides), key
         assert {"cores", "torch", "date"} <= set(entry["machine"])
         if "times" in entry:
-            assert {"q1", "median", "q3", "min", "max", "width", "rounds"} <= set(entry["spread"]), key
-            assert entry["spread"]["min"] <= entry["spread"]["q1"] <= entry["spread"]["q3"] <= entry["spread"]["max"]
             assert entry["conclusive"] == (entry["flag"] is None)
+        spread = entry["spread"]
+        assert {"q1", "median", "q3", "min", "max", "width", "rounds", "ci_low", "ci_high", "ci_width"} <= set(spread)
+        assert spread["min"] <= spread["q1"] <= spread["q3"] <= spread["max"], key
+        assert spread["min"] <= spread["ci_low"] <= spread["median"] <= spread["ci_high"] <= spread["max"], key
 
 
 def test_bench_rejects_an_unknown_case():
@@ -46,22 +48,42 @@ def test_spread_is_the_quartiles_of_the_per_round_ratios():
     assert spread["width"] == round(0.2 / 1.1, 4) and spread["rounds"] == 5
 
 
-def test_a_wide_spread_is_inconclusive_and_a_win_on_more_work_is_noise():
+def test_a_wide_interval_is_inconclusive_and_a_win_on_more_work_is_noise():
     from plainrnn.experiments.bench import verdict
-    narrow = dict(q1=0.97, median=0.98, q3=0.99, width=0.02, rounds=9)
+    narrow = dict(q1=0.95, median=0.98, q3=1.01, width=0.06, ci_low=0.97, ci_high=0.99, ci_width=0.02, rounds=45)
     assert "noise" in verdict("path_sgd_overhead", 0.98, narrow, 0.05)
     assert verdict("relurnn_vs_torch", 0.98, narrow, 0.05) is None  # two implementations: a real win
-    assert verdict("path_sgd_overhead", 1.02, dict(narrow, q1=1.01, q3=1.03), 0.05) is None
-    assert "inconclusive" in verdict("path_sgd_overhead", 1.1, dict(q1=0.9, median=1.1, q3=1.3, width=0.36, rounds=27),
-                                     0.05)
+    assert verdict("path_sgd_overhead", 1.0, dict(narrow, ci_low=0.99, ci_high=1.01), 0.05) is None
+    # a wide IQR with a narrow interval is a measurement; a wide interval is not, whatever the IQR
+    assert verdict("path_sgd_overhead", 1.1, dict(narrow, q1=0.9, q3=1.3, width=0.36, ci_low=1.09, ci_high=1.11),
+                   0.05) is None
+    wide = dict(narrow, ci_low=1.0, ci_high=1.2, ci_width=0.18, processes=3)
+    assert verdict("path_sgd_overhead", 1.1, wide, 0.05) == \
+        "inconclusive: the median's 95 % interval is 18 % of the ratio (> 5 %) after 45 rounds in 3 processes"
 
 
-def test_rounds_go_on_until_the_spread_is_narrow(monkeypatch):
-    """A fake clock: the first round's ours takes twice its baseline, every later round the same."""
+def test_the_median_interval_is_the_binomial_order_statistics():
+    """Against the exact binomial: the interval [x(j), x(k)] covers the median with probability
+    P(j ≤ Binomial(n, ½) < k), which must be at least 95 % and is close to it."""
+    from math import comb
+
+    from plainrnn.experiments.bench import median_interval
+    for n in (6, 10, 20, 45, 100):
+        low, high = median_interval([float(v) for v in range(1, n + 1)])
+        j, k = int(low), int(high)
+        coverage = sum(comb(n, i) for i in range(j, k)) / 2 ** n
+        assert 0.94 <= coverage <= 0.99, (n, j, k, coverage)
+        assert j + k == n + 1  # symmetric ranks
+    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0) and median_interval([2.0]) == (2.0, 2.0)
+
+
+def test_rounds_go_on_until_the_interval_is_narrow(monkeypatch):
+    """A fake clock: the first round's ours takes twice its baseline, every later round the same. The
+    median's interval first leaves out the one ratio of 2 at the ninth round (ranks 2 and 8 of 9)."""
     import plainrnn.experiments.bench as bench
     clock = [0.0]
     monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-    ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 20)  # warmup, round 0, round 1, ...
+    ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 40)  # warmup, round 0, round 1, ...
 
     def ours():
         clock[0] += next(ours_durations)
@@ -69,9 +91,9 @@ def test_rounds_go_on_until_the_spread_is_narrow(monkeypatch):
     def base():
         clock[0] += 1.0
 
-    t_ours, _ = bench._time_pair(ours, base, repeats=2, min_seconds=1e-9, max_width=0.05, max_rounds=10)
-    assert len(t_ours) == 5  # ratios 1, 2, 1, 1, 1: the IQR first closes at the fifth round
-    ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 20)
+    t_ours, _ = bench._time_pair(ours, base, repeats=2, min_seconds=1e-9, max_width=0.05, max_rounds=30)
+    assert len(t_ours) == 9
+    ours_durations = iter([1.0, 1.0, 2.0] + [1.0] * 40)
     t_ours, _ = bench._time_pair(ours, base, repeats=2, min_seconds=1e-9, max_width=0.05, max_rounds=4)
     assert len(t_ours) == 4  # the cap: reported as inconclusive
 
@@ -130,6 +152,7 @@ def test_rounds_of_several_processes_are_pooled(monkeypatch):
     assert calls == [("path_sgd_overhead", False, 3, 0.05, 9)] * 3
     assert result["spread"]["rounds"] == 9 and result["spread"]["processes"] == 3
     assert result["ratio"] == 1.2 and result["spread"]["min"] == 0.999 and result["spread"]["max"] == 1.4014
+    assert (result["spread"]["ci_low"], result["spread"]["ci_high"]) == (1.0, 1.4)  # ranks 2 and 8 of 9
     assert not result["conclusive"] and "in 3 processes" in result["flag"]
 
 

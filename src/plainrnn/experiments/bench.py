@@ -10,15 +10,19 @@ under 5 %: a process's heap layout and core placement move a ratio, and rounds i
 never sample that. Pooled, the spread holds both kinds of noise.
 
 **Spread.** Each round gives one ratio (its ours over its baseline, timed back to back). Their
-quartiles are the ratio's spread: the interquartile range (IQR) relative to the median is its
-*width*. While the width is above ``max_width`` (default 0.05) more rounds are run, up to
-``max_rounds``; a ratio whose width stays above it is reported as inconclusive, not as a
-measurement. A ratio below 1 for a step that does strictly more work than its baseline
-(:data:`STRICTLY_MORE_WORK`) is flagged as noise: it cannot be a win.
+quartiles are the ratio's spread: the interquartile range (IQR) says how far one round strays, and
+relative to the median it is the *width*. How well the median itself is known is its 95 % confidence
+interval (:func:`median_interval`), which narrows as rounds are added: while its relative width
+``ci_width`` is above ``max_width`` (default 0.05) more rounds are run, up to ``max_rounds`` per
+process; a ratio whose interval stays wider is reported as inconclusive, not as a measurement. A
+ratio whose whole interval lies below 1 for a step that does strictly more work than its baseline
+(:data:`STRICTLY_MORE_WORK`) is flagged as noise: it cannot be a win. Two runs agree on a key when
+their IQRs overlap (:func:`compare`).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -74,25 +78,45 @@ STRICTLY_MORE_WORK = frozenset(k for k in TARGETS if k not in ("relurnn_vs_torch
                                and not k.startswith("spectral_"))
 
 
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95 % confidence interval of the median of ``values``: the order statistics
+    of ranks round(n/2 − h) and round(n/2 + 1 + h), h = 1.96·√n/2 (the count of values below the
+    median is binomial(n, ½); this is its normal approximation). For n = 10 that is the 2nd and 9th
+    value; for n ≤ 5 it is the min and max.
+
+    >>> median_interval([float(v) for v in range(1, 11)])
+    (2.0, 9.0)
+    """
+    xs = sorted(values)
+    n = len(xs)
+    h = 1.96 * math.sqrt(n) / 2
+    low_rank, high_rank = max(1, round(n / 2 - h)), min(n, round(n / 2 + 1 + h))
+    return xs[low_rank - 1], xs[high_rank - 1]
+
+
 def ratio_spread(t_ours: list[float], t_base: list[float]) -> dict:
-    """Quartiles of the per-round ratios ours/baseline (rounds are interleaved pairs), min and max,
-    and the width (q3 − q1) / median."""
+    """The per-round ratios ours/baseline (rounds are interleaved pairs): their quartiles, min and max,
+    and the *width* (q3 − q1) / median, which is how far one round strays; and the 95 % confidence
+    interval of their median (:func:`median_interval`) with its ``ci_width`` (ci_high − ci_low) /
+    median, which is how well the reported ratio is known and shrinks as rounds are added."""
     ratios = sorted(o / b for o, b in zip(t_ours, t_base))
     if len(ratios) >= 2:
         q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
     else:
         q1 = median = q3 = ratios[0]
+    ci_low, ci_high = median_interval(ratios)
     return dict(q1=round(q1, 4), median=round(median, 4), q3=round(q3, 4), min=round(ratios[0], 4),
-                max=round(ratios[-1], 4), width=round((q3 - q1) / median, 4), rounds=len(ratios))
+                max=round(ratios[-1], 4), width=round((q3 - q1) / median, 4), rounds=len(ratios),
+                ci_low=round(ci_low, 4), ci_high=round(ci_high, 4), ci_width=round((ci_high - ci_low) / median, 4))
 
 
 def verdict(key: str, ratio: float, spread: dict, max_width: float) -> str | None:
     """None for a measurement that can be read; else why it cannot."""
-    if spread["width"] > max_width:
+    if spread["ci_width"] > max_width:
         where = f" in {spread['processes']} processes" if spread.get("processes", 1) > 1 else ""
-        return f"inconclusive: the interquartile range is {100 * spread['width']:.0f} % of the ratio " \
+        return f"inconclusive: the median's 95 % interval is {100 * spread['ci_width']:.0f} % of the ratio " \
                f"(> {100 * max_width:.0f} %) after {spread['rounds']} rounds{where}"
-    if key in STRICTLY_MORE_WORK and spread["q3"] < 1:
+    if key in STRICTLY_MORE_WORK and spread["ci_high"] < 1:
         return "noise: below 1 for a step that does strictly more work than its baseline"
     return None
 
@@ -108,8 +132,8 @@ def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1, mi
     """Seconds per call of each side, one entry per round. Each timing runs enough consecutive calls to
     last about ``min_seconds`` (a single 150 ms step jitters by ±10 % here), and the sides alternate,
     the first side swapping every round, so that drift in machine load hits both. With ``max_width``,
-    rounds go on past ``repeats`` (up to ``max_rounds``) until the per-round ratios' IQR is that
-    narrow relative to their median."""
+    rounds go on past ``repeats`` (up to ``max_rounds``) until the 95 % interval of the per-round
+    ratios' median is that narrow relative to it."""
     start = time.perf_counter()
     for _ in range(warmup):
         ours()
@@ -126,7 +150,7 @@ def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1, mi
     t_ours, t_base = [], []
     r = 0
     while r < repeats or (max_width is not None and r < (max_rounds or repeats)
-                          and ratio_spread(t_ours, t_base)["width"] > max_width):
+                          and ratio_spread(t_ours, t_base)["ci_width"] > max_width):
         order = ((ours, t_ours), (base, t_base)) if r % 2 == 0 else ((base, t_base), (ours, t_ours))
         for fn, sink in order:
             sink.append(timed(fn))
@@ -362,15 +386,17 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
         only: the keys to run (default all of :data:`TARGETS`).
         progress: called with each key as it starts.
         max_width: a process goes on past ``repeats`` rounds, up to ``max_rounds`` (default 3 ×
-            ``repeats``), until its rounds' IQR is within this fraction of their median; a ratio whose
-            pooled rounds stay wider is reported as inconclusive.
+            ``repeats``), until the 95 % interval of its rounds' median is within this fraction of
+            it; a ratio whose pooled interval stays wider is reported as inconclusive.
         processes: each case is timed in this many fresh processes, one after another, and their rounds
             are pooled (default 3; 1 with ``quick``, which times in this process). The spread then
             holds the noise between processes as well as within one.
 
     Returns:
-        One entry per key; ``spread`` gives the quartiles, min, max, width, ``rounds`` and
-        ``processes`` of the pooled per-round ratios, and ``ratio`` is their median.
+        One entry per key; ``spread`` gives the quartiles, min, max, width, the median's interval
+        (``ci_low``, ``ci_high``, ``ci_width``), ``rounds`` and ``processes`` of the pooled per-round
+        ratios, and ``ratio`` is their median. The memory entry's spread is that of the per-probe
+        ratios (one fresh process per side and probe).
     """
     repeats = repeats or (3 if quick else 5)
     max_rounds = max_rounds or 3 * repeats
@@ -401,12 +427,18 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
     if not only or "path_sgd_peak_memory" in only:
         if progress:
             progress("path_sgd_peak_memory")
-        probes = {kind: [_memory_probe(kind, quick) for _ in range(1 if quick else 3)] for kind in ("ours", "base")}
+        probes = {"ours": [], "base": []}
+        for _ in range(1 if quick else 5):  # interleaved, like the rounds of a timed case
+            for kind in ("ours", "base"):
+                probes[kind].append(_memory_probe(kind, quick))
         peak = {kind: statistics.median(p for p, _ in runs) for kind, runs in probes.items()}
         added = {kind: statistics.median(p - b for p, b in runs) for kind, runs in probes.items()}
         target, what = TARGETS["path_sgd_peak_memory"]
+        # Probe i of ours over probe i of the baseline, as the rounds of a timed case: a peak moves by a
+        # few percent from one process to the next (the allocator's arenas), so one ratio would hide it.
+        spread = ratio_spread([p for p, _ in probes["ours"]], [p for p, _ in probes["base"]])
         results["path_sgd_peak_memory"] = dict(
-            ratio=round(peak["ours"] / peak["base"], 4), target=target, met=peak["ours"] / peak["base"] <= target,
+            ratio=spread["median"], target=target, met=spread["median"] <= target, spread=spread,
             what=what, machine=machine,
             memory=dict(ours_kib=peak["ours"], baseline_kib=peak["base"], ours_added_kib=added["ours"],
                         baseline_added_kib=added["base"],
@@ -436,7 +468,8 @@ def profile_case(key: str, quick: bool = False, steps: int = 5, rows: int = 15) 
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'key':<38} {'ratio':>7} {'IQR':>13} {'target':>7} {'met':>4}  {'ours':>10} {'baseline':>10}"]
+    lines = [f"{'key':<38} {'ratio':>7} {'95% interval':>13} {'IQR':>13} {'target':>7} {'met':>4}  {'ours':>10} "
+             f"{'baseline':>10}"]
     notes = []
     for key, r in results.items():
         if "times" in r:
@@ -445,8 +478,10 @@ def format_table(results: dict) -> str:
             ours, base = f"{r['memory']['ours_kib'] / 1024:.0f} MiB", f"{r['memory']['baseline_kib'] / 1024:.0f} MiB"
         spread = r.get("spread")
         iqr = f"{spread['q1']:.3f}–{spread['q3']:.3f}" if spread else "-"
+        interval = f"{spread['ci_low']:.3f}–{spread['ci_high']:.3f}" if spread and "ci_low" in spread else "-"
         met = "?" if r.get("flag") else ("yes" if r["met"] else "NO")
-        lines.append(f"{key:<38} {r['ratio']:>7.3f} {iqr:>13} {r['target']:>7.2f} {met:>4}  {ours:>10} {base:>10}")
+        lines.append(f"{key:<38} {r['ratio']:>7.3f} {interval:>13} {iqr:>13} {r['target']:>7.2f} {met:>4}  "
+                     f"{ours:>10} {base:>10}")
         if r.get("flag"):
             notes.append(f"  {key}: {r['flag']}")
     if notes:
