@@ -373,3 +373,14 @@ def test_p_and_seq_len_on_a_users_model_are_named_and_its_squared_network_is_bui
         net(torch.randn(5, 3)).square().mean().backward()
         opt.step()
     assert len(built) == 1  # every κ pass of the optimizer reuses it
+
+
+def test_example_input_errors_word_for_word():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError) as caught:
+        pr.path.kappa(net)
+    assert str(caught.value) == ("example_input is required for a Sequential: pass one batch shaped like the real "
+                                 "input (the path geometry of plainrnn.ReLURNN and plainrnn.MLP needs none)")
+    with pytest.raises(TypeError) as caught:
+        pr.path.kappa(net, example_input=[[0.0, 0.0, 0.0]])
+    assert str(caught.value) == "example_input must be a tensor, got list"

@@ -162,6 +162,11 @@ def test_stiefel_sgd_checks_its_arguments_and_keeps_them_as_defaults():
     opt = StiefelSGD([W], lr=0.1)
     assert opt.defaults == dict(lr=0.1, check_every=10, tol=None, method="auto")
     assert StiefelSGD([W], lr=0.1, method="solve").defaults["method"] == "solve"
+    assert StiefelSGD([W], lr=0.1, tol=1e-3).param_groups[0]["tol"] == 1e-3
+    for shape in [(3, 4), (4, 3), (3,), (2, 3, 3)]:  # wide, tall, a vector, a batch: none is one orthogonal matrix
+        with pytest.raises(ValueError) as caught:
+            StiefelSGD([torch.nn.Parameter(torch.zeros(shape))], lr=0.1)
+        assert str(caught.value) == f"StiefelSGD needs square orthogonal matrices, got a parameter of shape {shape}"
     for bad, message in [(dict(lr=0.0), r"^Invalid learning rate: 0\.0 \(must be > 0\)$"),
                          (dict(lr="0.1"), r"^Invalid learning rate: 0\.1 \(must be > 0\)$"),
                          (dict(lr=0.1, check_every=0), r"^check_every must be a positive integer, got 0$"),
