@@ -153,3 +153,16 @@ def test_the_fused_route_counts_its_steps():
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     assert opt.param_groups[0]["path_steps"] == 3
+
+
+def test_path_normalized_takes_kappa2_when_asked():
+    """PathNormalized(SGD, second_order=True) steps by lr · grad / (κ1 + κ2), not by κ1 alone."""
+    model = small_relu_rnn(1, "last", 0)
+    x, y = regression_batches(1)[0]
+    _loss(model, x, y).backward()
+    kappa = pr.path.kappa(model, seq_len=SEQ_LEN, second_order=True)
+    before = {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()}
+    pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=SEQ_LEN, second_order=True, lr_scale=None, lr=0.01).step()
+    for n, p in model.named_parameters():
+        w, g = before[n]
+        torch.testing.assert_close(p.detach(), w - 0.01 * g / kappa[n], rtol=1e-12, atol=1e-15)
