@@ -36,7 +36,7 @@ def count_fused_steps(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("sizes", [(5, [7, 6], 3), (5, [9, 30, 4, 6], 3), (5, [40], 3), (5, [], 3)])
+@pytest.mark.parametrize("sizes", [(5, [7, 6], 3), (5, [9, 30, 4, 6], 3), (5, [4, 5, 12, 12], 3), (5, [40], 3), (5, [], 3)])
 @pytest.mark.parametrize("kw", [dict(), dict(kappa_every=3), dict(weight_decay=1e-3, lr_scale=None)])
 def test_fused_and_unfused_routes_agree(sizes, kw, count_fused_steps):
     """Deep nets put the largest matrix in the middle, so the sweep's reordering and its second reads
@@ -50,7 +50,7 @@ def test_fused_and_unfused_routes_agree(sizes, kw, count_fused_steps):
     _train(a, fused, data, 12)
     _train(b, plain, data, 12)
     assert len(count_fused_steps) == 12
-    assert (a.layers[0].weight - _mlp(sizes).layers[0].weight).abs().max() > 1e-3  # it did train
+    assert (a.layers[0].weight - _mlp(sizes).layers[0].weight).abs().max() > 1e-4  # it did train
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
     sa, sb = fused.state_dict(), plain.state_dict()

@@ -166,3 +166,37 @@ def test_path_normalized_takes_kappa2_when_asked():
     for n, p in model.named_parameters():
         w, g = before[n]
         torch.testing.assert_close(p.detach(), w - 0.01 * g / kappa[n], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kappa_every", [0, -2, 1.5])
+def test_kappa_every_must_be_a_positive_integer(kappa_every):
+    with pytest.raises(ValueError) as caught:
+        pr.optim.PathSGD(small_relu_rnn(1, "last", 0), lr=0.1, seq_len=SEQ_LEN, kappa_every=kappa_every)
+    assert str(caught.value) == f"kappa_every must be a positive integer, got {kappa_every!r}"
+
+
+def test_the_unit_clip_count_counts_only_limited_units():
+    """A trust region far wider than any step limits nothing: the count stays 0. A tight one limits
+    units at every step and the count grows; every param group reports the same count."""
+    def clips(max_unit_step):
+        model = small_relu_rnn(1, "last", 0)
+        params = list(model.parameters())
+        opt = pr.optim.PathSGD(model, lr=0.01, seq_len=SEQ_LEN, max_unit_step=max_unit_step)
+        opt.param_groups[0]["params"] = params[:2]
+        opt.add_param_group(dict(params=params[2:]))
+        for x, y in regression_batches(3):
+            opt.zero_grad()
+            _loss(model, x, y).backward()
+            opt.step()
+        counts = {g["path_unit_clips"] for g in opt.param_groups}
+        assert len(counts) == 1, counts
+        return counts.pop()
+    assert clips(1e6) == 0
+    assert clips(1e-6) > 0
+
+
+def test_combined_needs_optimizers():
+    from plainrnn.optim import Combined
+    for bad in ([], [object()]):
+        with pytest.raises(TypeError, match="^Combined needs torch.optim.Optimizer instances, got "):
+            Combined(*bad)

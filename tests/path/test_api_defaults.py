@@ -38,3 +38,14 @@ def test_unbalance_follows_its_generator_and_its_sigma():
     assert not torch.equal(run(0, 1.0), run(1, 1.0))
     # the same generator, another σ: other factors (σ reaches the draws)
     assert not torch.equal(run(0, 2.0), run(0, 1.0))
+
+
+def test_bad_inputs_of_the_geometry_are_refused():
+    import pytest
+    from torch import nn
+    with pytest.raises(ValueError, match=r"^p must be a number >= 1 \(the lp path regularizer\), got 0.5$"):
+        pr.path.kappa(pr.MLP(3, [4], 2), p=0.5)
+    with pytest.raises(TypeError, match="bidirectional or projected"):
+        pr.path.kappa(nn.RNN(2, 3, nonlinearity="relu", bidirectional=True), example_input=torch.zeros(1, 4, 2))
+    with pytest.raises(ValueError, match=r"^α for hidden layer 0 must be positive"):
+        pr.path.rescale_(pr.MLP(3, [4], 2), [torch.tensor([1.0, 0.0, 2.0, 1.0])])
