@@ -384,3 +384,39 @@ def test_example_input_errors_word_for_word():
     with pytest.raises(TypeError) as caught:
         pr.path.kappa(net, example_input=[[0.0, 0.0, 0.0]])
     assert str(caught.value) == "example_input must be a tensor, got list"
+
+
+def test_a_bare_relu_rnn_is_the_relurnn_reading_every_step():
+    """nn.RNN as the whole model: γ² sums its output at every step, which is plainrnn.ReLURNN with
+    output="all" and an identity read-out (its squared read-out is the identity too). κ1 and κ2 of the
+    recurrent weights must agree with our Hessian-checked ReLURNN (biases off: nn.RNN has two)."""
+    torch.manual_seed(0)
+    rnn = nn.RNN(2, 3, nonlinearity="relu", batch_first=True, bias=False).double()
+    ours = pr.ReLURNN(2, 3, 3, output="all").double()
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.uniform_(-0.6, 0.6)
+        ours.weight_ih_l0.copy_(rnn.weight_ih_l0)
+        ours.weight_hh_l0.copy_(rnn.weight_hh_l0)
+        ours.bias_l0.zero_()
+        ours.weight_out.copy_(torch.eye(3))
+        ours.bias_out.zero_()
+    for second_order in (False, True):
+        got = pr.path.kappa(rnn, second_order=second_order, example_input=torch.zeros(1, 5, 2, dtype=torch.float64))
+        expected = pr.path.kappa(ours, seq_len=5, second_order=second_order)
+        for name in ("weight_ih_l0", "weight_hh_l0"):
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-12, atol=1e-14)
+
+
+def test_layers_nested_two_deep_are_squared_where_they_sit():
+    """A pool inside a Sequential inside a Sequential: κ as for the same layers flat."""
+    def build(nested):
+        torch.manual_seed(0)
+        pool = [nn.AvgPool1d(2), nn.ReLU()]  # nested, the pool is "2.0": "0" would be the first Linear
+        middle = [nn.Sequential(*pool)] if nested else pool
+        return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), *middle, nn.Linear(2, 2)).double()
+    x = torch.zeros(1, 3, dtype=torch.float64)
+    flat, nested = pr.path.kappa(build(False), example_input=x), pr.path.kappa(build(True), example_input=x)
+    assert len(flat) == len(nested) == 4  # the two Linear layers' weights and biases, in the same order
+    for a, b in zip(flat.values(), nested.values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
