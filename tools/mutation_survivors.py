@@ -15,7 +15,7 @@ LINE_RULES = [
                 r'needs relu units|nesterov momentum|the model has no|combined cannot',
      "the text of an error message: tests match the phrase that names the value and what is allowed, "
      "not every word"),
-    ("device", r"device=None|next\(\(p\.device .*, None\)|device = None|, \)\)?\]?( *#.*)?$",
+    ("device", r"device=None|next\(\(p\.device .*, None\)|device = None",
      "where a tensor is built: every tensor here is on the CPU; the tests on the meta device reach the "
      "routes that do not read values, the others (range checks, route choices) cannot run there"),
     ("dtype", r"dtype=None|\.to\(None\)|, None\) and fits|fits\(\w+, None\)|torch\.eye\(W\.shape\[-1\], device",
@@ -83,10 +83,34 @@ def survivors(root=pathlib.Path("mutants/src")):
             yield func, int(n), "survived" if meta[key] == 0 else "not checked", diff
 
 
-def kind_of(func, diff):
+# Survivors of the last count that tests written after it kill (each seen red under its mutant by hand);
+# the next `make mutation` counts them as killed.
+KILLED_SINCE = {
+    "plainrnn.optim.path_sgd.xǁPathNormalizedǁ__init__": {16}, "plainrnn.path.mlp.x__check_p": {2},
+    "plainrnn.path.x_unbalance_": {1, 13, 16, 17}, "plainrnn.path.generic.xǁSquaredNetworkǁ__init__": {33, 35},
+    "plainrnn.path.generic.xǁSquaredNetworkǁkappa": {1, 15, 25}, "plainrnn.path.x_kappa_entries": {1},
+    "plainrnn.path.mlp.x_kappa_entries": {1}, "plainrnn.path.rnn.x_kappa_entries": {1},
+    "plainrnn.path.factored.x_divide_": {1, 2}, "plainrnn.path.rescale.x_unbalanced_alphas": {1},
+    "plainrnn.optim.path_sgd.xǁ_PathGeometryǁ__init__": {1}, "plainrnn.optim.path_sgd.xǁPathSGDǁ_limit_unit_steps": {96, 97},
+    "plainrnn.optim.stiefel_sgd.xǁCombinedǁ__init__": {1},
+}
+
+
+def kind_of(func, diff, n=None):
+    if n in KILLED_SINCE.get(func, ()):
+        return "killed since", "killed by a test written after the count (seen red under this mutant)"
     changed = " ".join(l for l in diff if l.startswith("+"))
+    removed = " ".join(l for l in diff if l.startswith("-"))
     if diff and diff[0].lstrip("-").lstrip().startswith("def "):
         return "default", "a default argument that every caller inside the library passes explicitly"
+    if "device=" in removed and ("device=None" in changed or "device=" not in changed) or "device = None" in changed:
+        return "device", LINE_RULES[1][2]
+    if "dtype=" in removed and ("dtype=None" in changed or "dtype=" not in changed):
+        return "dtype", LINE_RULES[2][2]
+    if "example_input.device" in removed and "example_input.device" not in changed:
+        return "device", LINE_RULES[1][2]
+    if "workspace" in removed and "workspace" not in changed:
+        return "performance", FUNCTION_RULES[0][2]
     for kind, pattern, why in LINE_RULES:
         if re.search(pattern, changed):
             return kind, why
@@ -99,7 +123,7 @@ def kind_of(func, diff):
 if __name__ == "__main__":
     if not pathlib.Path("mutants/src").is_dir():
         sys.exit("mutation_survivors: no mutants/ here; run `make mutation` first")
-    rows = [(func, n, status, diff, *kind_of(func, diff)) for func, n, status, diff in survivors()]
+    rows = [(func, n, status, diff, *kind_of(func, diff, n)) for func, n, status, diff in survivors()]
     counts = collections.Counter(r[4] for r in rows)
     if "--kinds" in sys.argv:
         why = {r[4]: r[5] for r in rows}

@@ -49,3 +49,9 @@ def test_bad_inputs_of_the_geometry_are_refused():
         pr.path.kappa(nn.RNN(2, 3, nonlinearity="relu", bidirectional=True), example_input=torch.zeros(1, 4, 2))
     with pytest.raises(ValueError, match=r"^α for hidden layer 0 must be positive"):
         pr.path.rescale_(pr.MLP(3, [4], 2), [torch.tensor([1.0, 0.0, 2.0, 1.0])])
+
+
+def test_unbalance_picks_as_many_units_as_asked():
+    net = pr.MLP(3, [4, 4], 2).double()
+    alphas = pr.path.unbalance_(net, units=1, generator=torch.Generator().manual_seed(0))
+    assert int((torch.cat(alphas) != 1).sum()) == 1
