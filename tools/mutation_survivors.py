@@ -92,7 +92,8 @@ KILLED_SINCE = {
     "plainrnn.path.mlp.x_kappa_entries": {1}, "plainrnn.path.rnn.x_kappa_entries": {1},
     "plainrnn.path.factored.x_divide_": {1, 2}, "plainrnn.path.rescale.x_unbalanced_alphas": {1},
     "plainrnn.optim.path_sgd.xǁ_PathGeometryǁ__init__": {1}, "plainrnn.optim.path_sgd.xǁPathSGDǁ_limit_unit_steps": {96, 97},
-    "plainrnn.optim.stiefel_sgd.xǁCombinedǁ__init__": {1},
+    "plainrnn.optim.stiefel_sgd.xǁCombinedǁ__init__": {1}, "plainrnn.path.rescale.x__check_alphas": {15},
+    "plainrnn.path.generic.x__squared_module": {11},
 }
 
 
