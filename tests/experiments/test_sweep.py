@@ -350,3 +350,14 @@ def test_each_budget_of_a_recipe_has_its_own_sweep_directory():
         assert len(dirs) == len(recipe.get("budgets", {}))
     with pytest.raises(ValueError, match="orth-copy has no cpu budget; it has only its base protocol"):
         budget_of("orth-copy", "cpu")
+
+
+def test_a_setting_at_its_default_is_named_by_the_key_that_varies(tmp_path):
+    """margin=None (the default) beside margin=0.1: the row reads margin=None, not optimizer=…, which is
+    the same in every row."""
+    for name, margin in (("m", 0.1), ("n", None)):
+        _fake_run(tmp_path, name, "rmsprop", 0, [0.5, 0.9], lower=False)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps(dict(config, task="copy", margin=margin)))
+    rows = {r["setting"] for r in json.loads(report([str(tmp_path)], fmt="json"))}
+    assert rows == {"margin=0.1", "margin=None"}

@@ -67,7 +67,10 @@ def _label(config: dict, varying: set) -> str:
     from ..train.config import RunConfig
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     keys = [k for k in _LABEL_KEYS if k in varying
-            and (k in ("optimizer", "lr") or k not in defaults or config.get(k) != defaults[k])] or ["optimizer"]
+            and (k in ("optimizer", "lr") or k not in defaults or config.get(k) != defaults[k])]
+    # A setting whose varying keys all sit at their defaults (margin=None beside margin=0.1) is named by
+    # them, not by a key that is the same in every row.
+    keys = keys or [k for k in _LABEL_KEYS if k in varying] or ["optimizer"]
     return " ".join(f"{k}={config[k]}" for k in keys)
 
 
