@@ -95,17 +95,21 @@ def test_a_bad_step_scale_is_refused_word_for_word(lr_scale):
                                  f"got {lr_scale!r}")
 
 
-def test_a_number_as_step_scale_multiplies_the_raw_step():
-    """lr_scale = 0.5 (a number under 1, so neither 1 nor a rule could pass for it): half the raw eq. 8 step."""
+def _assert_one_step_is(make_optimizer, lr, scale=1.0, second_order=False):
+    """One step of ``make_optimizer(model)`` on a fresh model moves every parameter by lr·s·grad/κ (eq. 8)."""
     model = small_relu_rnn(1, "last", 0)
-    x, y = regression_batches(1)[0]
-    _loss(model, x, y).backward()
-    kappa = pr.path.kappa(model, seq_len=SEQ_LEN)
+    _loss(model, *regression_batches(1)[0]).backward()
+    kappa = pr.path.kappa(model, seq_len=SEQ_LEN, second_order=second_order)
     before = {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()}
-    pr.optim.PathSGD(model, lr=0.01, seq_len=SEQ_LEN, lr_scale=0.5).step()
+    make_optimizer(model).step()
     for n, p in model.named_parameters():
         w, g = before[n]
-        torch.testing.assert_close(p.detach(), w - 0.01 * 0.5 * g / kappa[n], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(p.detach(), w - lr * scale * g / kappa[n], rtol=1e-12, atol=1e-15)
+
+
+def test_a_number_as_step_scale_multiplies_the_raw_step():
+    """lr_scale = 0.5 (a number under 1, so neither 1 nor a rule could pass for it): half the raw eq. 8 step."""
+    _assert_one_step_is(lambda m: pr.optim.PathSGD(m, lr=0.01, seq_len=SEQ_LEN, lr_scale=0.5), 0.01, scale=0.5)
 
 
 def test_steps_are_counted_and_a_parameter_without_gradient_is_skipped_not_the_rest():
@@ -157,15 +161,8 @@ def test_the_fused_route_counts_its_steps():
 
 def test_path_normalized_takes_kappa2_when_asked():
     """PathNormalized(SGD, second_order=True) steps by lr · grad / (κ1 + κ2), not by κ1 alone."""
-    model = small_relu_rnn(1, "last", 0)
-    x, y = regression_batches(1)[0]
-    _loss(model, x, y).backward()
-    kappa = pr.path.kappa(model, seq_len=SEQ_LEN, second_order=True)
-    before = {n: (p.detach().clone(), p.grad.clone()) for n, p in model.named_parameters()}
-    pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=SEQ_LEN, second_order=True, lr_scale=None, lr=0.01).step()
-    for n, p in model.named_parameters():
-        w, g = before[n]
-        torch.testing.assert_close(p.detach(), w - 0.01 * g / kappa[n], rtol=1e-12, atol=1e-15)
+    _assert_one_step_is(lambda m: pr.optim.PathNormalized(torch.optim.SGD, m, seq_len=SEQ_LEN, second_order=True,
+                                                          lr_scale=None, lr=0.01), 0.01, second_order=True)
 
 
 @pytest.mark.parametrize("kappa_every", [0, -2, 1.5])

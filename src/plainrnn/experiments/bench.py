@@ -401,6 +401,7 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
     repeats = repeats or (3 if quick else 5)
     max_rounds = max_rounds or 3 * repeats
     processes = processes or (1 if quick else 3)
+    timer = time_case if processes == 1 else _time_case_in_fresh_process
     machine = _machine()
     results = {}
     for key in CASES:
@@ -410,7 +411,6 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
             progress(key)
         rounds_ours, rounds_base = [], []
         for _ in range(processes):
-            timer = time_case if processes == 1 else _time_case_in_fresh_process
             t_ours, t_base = timer(key, quick, repeats, max_width, max_rounds)
             rounds_ours += t_ours
             rounds_base += t_base

@@ -70,6 +70,14 @@ _TABLE2_ROWS = [
     dict(_B, optimizer="path-adam", lr="1e-4"),                              # the best path-normalized one
 ]
 
+# The 2017 paper's §3 setup, shared by its experiments: RMSprop on the ordinary parameters, geodesic steps
+# on U and V, batch 50, clip 100, weight decay on the composite W, 128 units.
+_ORTH_2017 = dict(model="spectral", hidden=128, init="orthogonal", optimizer="rmsprop", lr=1e-4, orth_lr=1e-6,
+                  weight_decay=1e-4, clip=100.0, batch_size=50)
+_MARGINS_2017 = dict(margin=["0", "0.001", "0.01", "0.1", "1", "none"])
+# The copy task as Fig. 1 runs it: no transition nonlinearity, 160 epochs of 100 minibatches.
+_ORTH_COPY = dict(_ORTH_2017, task="copy", nonlinearity="none", steps=16_000, eval_every=100)
+
 RECIPES: dict[str, dict] = {
     # 2015 paper, Fig. 2: no dropout. The Path-SGD curves from both inits must coincide (Theorem 2).
     "fig2-mlp": dict(base=dict(_MLP_2015, dropout=0.0), grid=_MLP_2015_CASES, seeds=1, budgets=_MLP_2015_BUDGETS,
@@ -121,27 +129,17 @@ RECIPES: dict[str, dict] = {
         paper="test BPC PTB-c / text8: RNN-ReLU 1.55/1.65, RNN-tanh 1.58/1.70, RNN-Path 1.47/1.58, LSTM 1.41/1.52"),
     # 2017 paper, Tables 1 and 2: spectral margins on sequential (and, with --set task=pmnist, permuted) MNIST.
     "orth-table1": dict(
-        base=dict(task="smnist", model="spectral", hidden=128, nonlinearity="relu", init="orthogonal",
-                  optimizer="rmsprop", lr=1e-4, orth_lr=1e-6, weight_decay=1e-4, clip=100.0, batch_size=50,
-                  steps=200_000, eval_every=5000),
-        grid=dict(margin=["0", "0.001", "0.01", "0.1", "1", "none"]), seeds=1,
+        base=dict(_ORTH_2017, task="smnist", nonlinearity="relu", steps=200_000, eval_every=5000),
+        grid=_MARGINS_2017, seeds=1,
         paper="sMNIST / pMNIST accuracy %, best 94.10 / 91.44 at m = 0.1; LSTM 97.30 / 92.62"),
     # 2017 paper, Fig. 1: the copy task at T=200 with spectral margins, the paper's whole schedule: 160
-    # epochs of 100 minibatches, evaluated after every epoch (it fits a CPU: about 12 minutes a margin).
-    "orth-copy": dict(
-        base=dict(task="copy", seq_len=200, model="spectral", hidden=128, nonlinearity="none", init="orthogonal",
-                  optimizer="rmsprop", lr=1e-4, orth_lr=1e-6, weight_decay=1e-4, clip=100.0, batch_size=50,
-                  steps=16_000, eval_every=100),
-        grid=dict(margin=["0", "0.001", "0.01", "0.1", "1", "none"]), seeds=1,
-        paper="copy accuracy curves (Fig. 1); converges for small margins"),
+    # epochs of 100 minibatches, evaluated after every epoch (it fits a CPU: 14-22 minutes a margin here).
+    "orth-copy": dict(base=dict(_ORTH_COPY, seq_len=200), grid=_MARGINS_2017, seeds=1,
+                      paper="copy accuracy curves (Fig. 1); converges for small margins"),
     # The same at T=500 (Fig. 1, right): 2.5 times longer a step, so the cpu budget runs 40 of the 160 epochs.
-    "orth-copy-500": dict(
-        base=dict(task="copy", seq_len=500, model="spectral", hidden=128, nonlinearity="none", init="orthogonal",
-                  optimizer="rmsprop", lr=1e-4, orth_lr=1e-6, weight_decay=1e-4, clip=100.0, batch_size=50,
-                  steps=16_000, eval_every=100),
-        grid=dict(margin=["0", "0.001", "0.01", "0.1", "1", "none"]), seeds=1,
-        budgets={"cpu": dict(steps=4_000, eval_every=100), "full": dict(steps=16_000, eval_every=100)},
-        paper="copy accuracy curves at T = 500 (Fig. 1)"),
+    "orth-copy-500": dict(base=dict(_ORTH_COPY, seq_len=500), grid=_MARGINS_2017, seeds=1,
+                          budgets={"cpu": dict(steps=4_000, eval_every=100), "full": dict(steps=16_000, eval_every=100)},
+                          paper="copy accuracy curves at T = 500 (Fig. 1)"),
 }
 
 
