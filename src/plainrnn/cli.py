@@ -169,7 +169,7 @@ def _cmd_report(args) -> int:
             raise ValueError("--columns needs --reach X: its cells count the seeds that reached X")
         print(pivot_table(args.runs, args.columns, args.reach, args.scale))
         return 0
-    text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach)
+    text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach, at_best_valid=args.at_best_valid)
     if args.curves:
         from .experiments.report import curves_table
         text += "\n\n" + curves_table(args.runs)
@@ -246,17 +246,27 @@ def _cmd_reproduce(args) -> int:
         rows = invariance_gap.invariance_gap(cfg)
         print(json.dumps(rows, indent=1) if args.json else invariance_gap.to_markdown(rows))
         return 0
-    from .experiments.recipes import RECIPES, budget_of
-    from .experiments.sweep import run_sweep
+    from .experiments.recipes import RECIPES, plan_of
+    from .experiments.sweep import only_settings, run_sweep
     from .train.config import load_config, parse_overrides
     recipe = RECIPES[args.recipe]
     try:
-        sweep_name, budget = budget_of(args.recipe, args.budget)  # runs/<recipe>-<budget>: budgets never collide
+        plan = plan_of(args.recipe, args.budget)  # runs/<recipe>-<budget>: budgets never collide
     except ValueError as e:
         return _fail("reproduce", e)
-    base = load_config(None, {**recipe["base"], **budget, **parse_overrides(args.set or [])})
-    result = run_sweep(base, recipe["grid"], seeds=args.seeds or recipe["seeds"], backend=args.backend,
-                       workers=args.workers, address=args.address, name=sweep_name, progress=True)
+    base = load_config(None, {**recipe["base"], **plan["overrides"], **parse_overrides(args.set or [])})
+    grid = plan["grid"]
+    if args.only:  # a subset of the recipe's settings, in the same sweep directory (the table sees them all)
+        grid = only_settings(base, grid, parse_overrides(args.only, flag="--only"))
+    if args.list:
+        from .experiments.sweep import build_trials, trial_state
+        trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
+        for trial in trials:
+            print(f"{trial_state(trial['config']):<10} {trial['setting']}  seed {trial['config']['seed']}")
+        print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
+        return 0
+    result = run_sweep(base, grid, seeds=args.seeds or plan["seeds"], backend=args.backend,
+                       workers=args.workers, address=args.address, name=plan["dir"], progress=True)
     print(result["table"])
     print(f"\nselected on validation: {result['selected']['setting']} → test {result['selected']['test_metric']:.6g}")
     print(f"the paper: {recipe['paper']}")
@@ -339,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reach", type=_number(float), default=None, metavar="X",
                      help="add the steps each setting needed to first reach test metric X (≤ X for losses, ≥ X "
                           "for accuracies), median over the seeds that did, e.g. --reach 0.01 on adding")
+    rep.add_argument("--at-best-valid", action="store_true",
+                     help="add each setting's test metric at its best validation point, median over seeds "
+                          "(what the papers report for MNIST and PTB)")
     rep.add_argument("--columns", default=None, metavar="KEY",
                      help="instead, a table of settings × the values of config KEY (e.g. seq_len, the 2016 "
                           "paper's Table 2); each cell: seeds that reached --reach / seeds · their median step "
@@ -366,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpu: the reduced budget that docs/results.md shows; full: the paper's protocol "
                             "(default: full, where a recipe has budgets)")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
+    repro.add_argument("--list", action="store_true",
+                       help="print the trials (done, resumable or new) without running them")
+    repro.add_argument("--only", action="append", metavar="KEY=VALUE",
+                       help="run only the recipe's settings with this value (repeatable; e.g. seq_len=750)")
     _add_backend_arguments(repro)
     repro.add_argument("--json", action="store_true", help="kappa-table, step-scales: print JSON instead of a markdown table")
     repro.set_defaults(func=_cmd_reproduce)

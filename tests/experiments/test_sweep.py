@@ -156,19 +156,113 @@ def test_ray_auth_mode_follows_the_token_and_a_failed_connection_is_one_line(tmp
 
 
 def test_every_reproduction_recipe_is_a_valid_sweep(tmp_path):
-    from plainrnn.experiments.recipes import RECIPES
+    from plainrnn.experiments.recipes import RECIPES, plan_of
     from plainrnn.experiments.sweep import build_trials
     for name, recipe in RECIPES.items():
         for budget in [None, *recipe.get("budgets", {})]:
-            overrides = recipe.get("budgets", {}).get(budget, {})
-            base = load_config(None, {**recipe["base"], **overrides, "out": str(tmp_path)})
-            trials = build_trials(base, recipe["grid"], recipe["seeds"], tmp_path / name)
-            grid = recipe["grid"]
+            plan = plan_of(name, budget)
+            base = load_config(None, {**recipe["base"], **plan["overrides"], "out": str(tmp_path)})
+            trials = build_trials(base, plan["grid"], plan["seeds"], tmp_path / name)
+            grid = plan["grid"]
             n = len(grid) if isinstance(grid, list) else 1
             for values in ([] if isinstance(grid, list) else grid.values()):
                 n *= len(values)
-            assert len(trials) == n * recipe["seeds"], name
+            assert len(trials) == n * plan["seeds"], name
             assert len({t["config"]["name"] for t in trials}) == len(trials), f"{name}: two trials share a run directory"
+            assert "grid" not in plan["overrides"] and "seeds" not in plan["overrides"], name
+
+
+def test_a_budget_may_run_its_own_grid_and_seeds_and_the_rest_overrides_the_config():
+    from plainrnn.experiments.recipes import RECIPES, budget_of, plan_of
+    full, cpu = plan_of("table2-smnist", "full"), plan_of("table2-smnist", "cpu")
+    assert full["grid"] is RECIPES["table2-smnist"]["grid"] and full["seeds"] == 3
+    assert cpu["seeds"] == 1 and len(cpu["grid"]) == 10 and cpu["overrides"] == dict(steps=2200, eval_every=550, eval_limit=2000)
+    assert budget_of("table2-smnist", "cpu") == ("table2-smnist-cpu", cpu["overrides"])
+    # a budget that only sets steps keeps the recipe's grid and seeds; a recipe without budgets has its own
+    adding = plan_of("adding-study", "cpu")
+    assert adding["grid"] is RECIPES["adding-study"]["grid"] and adding["seeds"] == 3
+    assert plan_of("orth-copy") == dict(dir="orth-copy", overrides={}, grid=RECIPES["orth-copy"]["grid"], seeds=1)
+    # PTB-c's cpu budget: every row at two widths, the LSTM at half the RNNs' width as in the paper
+    widths = {(c.get("model", "relu"), c["hidden"]) for c in plan_of("table3-ptbc", "cpu")["grid"]}
+    assert widths == {("relu", 128), ("tanh", 128), ("lstm", 64), ("relu", 256), ("tanh", 256), ("lstm", 128)}
+
+
+def test_only_keeps_the_settings_with_a_value_compared_as_the_config_types_it(tmp_path):
+    from plainrnn.experiments.recipes import RECIPES
+    from plainrnn.experiments.sweep import only_settings
+    recipe = RECIPES["table2-adding"]
+    base = load_config(None, {**recipe["base"], "out": str(tmp_path)})
+    kept = only_settings(base, recipe["grid"], {"seq_len": "750.0", "lr": "1.0e-4"})
+    assert kept == [dict(optimizer="path-adam", lr="1e-4", clip=1.0, seq_len=750)]
+    # a key a setting leaves alone is compared at the base config's value (every row has hidden 100)
+    assert len(only_settings(base, recipe["grid"], {"hidden": "100"})) == len(recipe["grid"])
+    assert only_settings(base, dict(lr=["1e-2", "1e-3"], init=["identity", "uniform"]), {"init": "uniform"}) == [
+        dict(lr="1e-2", init="uniform"), dict(lr="1e-3", init="uniform")]
+    with pytest.raises(ValueError, match=r"^--only seq_len=500: no setting has it; seq_len takes 100, 400, 750$"):
+        only_settings(base, recipe["grid"], {"seq_len": "500"})
+    with pytest.raises(ValueError, match="--only: unknown key 'sq'"):
+        only_settings(base, recipe["grid"], {"sq": "1"})
+
+
+def test_reproduce_lists_its_trials_as_done_resumable_or_new_and_runs_only_what_only_keeps(tmp_path):
+    from plainrnn.experiments.recipes import RECIPES
+    from plainrnn.experiments.sweep import build_trials, trial_state
+    cli = [sys.executable, "-m", "plainrnn.cli", "reproduce", "orth-copy", "--seeds", "1", "--set", "steps=4",
+           "--set", "eval_every=2", "--set", "seq_len=6", "--set", "hidden=4", "--set", f"out={tmp_path}"]
+    out = subprocess.run(cli + ["--only", "margin=0.1"], capture_output=True, text=True, check=True)
+    assert out.stdout.count("| margin=") == 1 and "| margin=0.1 " in out.stdout
+    base = load_config(None, {**RECIPES["orth-copy"]["base"], "steps": 4, "eval_every": 2, "seq_len": 6, "hidden": 4,
+                              "out": str(tmp_path)})
+    trials = {t["setting"]: t["config"] for t in build_trials(base, RECIPES["orth-copy"]["grid"], 1, tmp_path / "orth-copy")}
+    cut_short = tmp_path / "orth-copy" / f"margin-1-s{base.seed}"  # a trial killed before its summary
+    cut_short.mkdir()
+    (cut_short / "config.json").write_text(json.dumps(trials["margin=1"]))
+    (cut_short / "checkpoint.pt").touch()
+    assert [trial_state(trials[m]) for m in ("margin=0.1", "margin=1", "margin=0")] == ["done", "resumable", "new"]
+    listed = subprocess.run(cli + ["--list"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert listed[:6] == [f"{state:<10} margin={m}  seed {base.seed}" for state, m in [
+        ("new", "0"), ("new", "0.001"), ("new", "0.01"), ("done", "0.1"), ("resumable", "1"), ("new", "none")]]
+    assert listed[6] == f"6 trials in {tmp_path / 'orth-copy'}"
+    assert not (tmp_path / "orth-copy" / f"margin-0-s{base.seed}").exists()  # --list runs nothing
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (state Z) has ended; only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_sweep_takes_its_workers_with_it(tmp_path):
+    """`kill -9` of a local sweep: its worker stops within seconds instead of training on, unseen,
+    into a run directory that the next run of the sweep writes to as well."""
+    import signal
+    import time
+    script = (f"from plainrnn.experiments.sweep import run_sweep\n"
+              f"from plainrnn.train.config import load_config\n"
+              f"base = load_config(None, dict(task='adding', seq_len=20, hidden=8, steps=10**8, eval_every=10**7, "
+              f"out={str(tmp_path)!r}))\n"
+              f"run_sweep(base, dict(lr=['1e-3']), workers=1, name='s', progress=False)\n")
+    sweep = subprocess.Popen([sys.executable, "-c", script])
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 180
+        while not (tmp_path / "s" / "lr-1e-3-s0" / "config.json").exists():  # the worker is training
+            assert time.time() < deadline and sweep.poll() is None, "the sweep never started its trial"
+            time.sleep(0.2)
+        workers = [int(p) for p in Path(f"/proc/{sweep.pid}/task/{sweep.pid}/children").read_text().split()]
+        assert workers
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+        deadline = time.time() + 30
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its sweep"
+    finally:
+        sweep.kill()
+        for pid in workers:  # a red run leaves no runaway trainer behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_explicit_settings_pair_values_that_belong_together(tmp_path):
@@ -213,6 +307,24 @@ def test_report_steps_to_reach_a_threshold(tmp_path):
     assert rows["optimizer=sgd"]["reached"] == 0 and rows["optimizer=sgd"]["median_steps_to_reach"] is None
     md = report([str(tmp_path)], reach=0.01)
     assert "steps to test ≤ 0.01 (reached)" in md and "| 250 (2/3) |" in md and "| never (0/1) |" in md
+
+
+def test_report_gives_the_test_metric_at_the_best_validation_point(tmp_path):
+    """The papers' MNIST and PTB numbers: test where validation was best, not at the last step."""
+    def run(name, seed, valid, test, lower=True):
+        _fake_run(tmp_path, name, "adam", seed, test, lower)
+        (tmp_path / name / "metrics.jsonl").write_text("".join(
+            json.dumps(dict(step=100 * (i + 1), valid_metric=v, test_metric=t)) + "\n" for i, (v, t) in enumerate(zip(valid, test))))
+    run("a0", 0, [3.0, 2.0, 2.5, 2.0], [3.1, 2.2, 2.4, 1.9])     # best valid at step 200 (a tie later is not taken)
+    run("a1", 1, [float("nan"), 3.0, 1.0, 1.5], [0.1, 3.0, 1.2, 1.4])  # a non-finite valid is never the best
+    run("a2", 2, [3.0, 2.5, 2.0, 1.0], [3.0, 2.5, 2.0, 0.5])     # the last
+    row = json.loads(report([str(tmp_path)], fmt="json"))[0]
+    assert row["median_test_at_best_valid"] == 1.2 and row["median_test"] == 1.4
+    md = report([str(tmp_path)], at_best_valid=True)
+    assert md.splitlines()[0].endswith("| test at best valid (median) |") and md.splitlines()[2].endswith("| 1.2 |")
+    assert "test at best valid" not in report([str(tmp_path)])
+    from plainrnn.experiments.report import test_at_best_valid
+    assert test_at_best_valid(tmp_path / "a0", True) == 2.2 and test_at_best_valid(tmp_path / "a2", False) == 3.0
 
 
 def test_report_plots_accuracies_on_a_linear_axis_and_losses_on_a_log_one(tmp_path, monkeypatch):

@@ -11,6 +11,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path, tight: bool = True) -> Path:
+    """Writes ``fig`` to ``path`` (its folder made as needed) and frees it."""
+    if tight:
+        fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> Path:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -25,12 +36,7 @@ def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> Path:
         fig.set_size_inches(fig.get_size_inches()[0], fig.get_size_inches()[1] + 0.2 * rows)
     else:
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -68,22 +74,86 @@ def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "
     return _finish(fig, ax, path, "training step", ylabel, title)
 
 
-def plot_spectrum(records: list[dict], path, title: str = "Singular values of W during training") -> Path:
-    """Like the 2017 paper's Fig. 3: min, mean ± std and max of W's singular values against step
-    (from the ``sv_*`` fields that spectral runs write to metrics.jsonl)."""
+def _spectrum_rows(records: list[dict]) -> list[dict]:
     rows = [r for r in records if "sv_mean" in r]
     if not rows:
         raise ValueError("no singular-value records (sv_min, sv_max, sv_mean, sv_std) in these metrics")
+    return rows
+
+
+def _draw_spectrum(ax, rows: list[dict], legend: bool = True) -> None:
     steps = [r["step"] for r in rows]
     mean = [r["sv_mean"] for r in rows]
     std = [r["sv_std"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.3,
-                    label="mean ± std")
-    ax.plot(steps, mean, label="mean")
-    ax.plot(steps, [r["sv_min"] for r in rows], ls="--", label="min")
-    ax.plot(steps, [r["sv_max"] for r in rows], ls="--", label="max")
+                    color="tab:green", label="mean ± std" if legend else None)
+    ax.plot(steps, mean, color="tab:green", label="mean" if legend else None)
+    ax.plot(steps, [r["sv_min"] for r in rows], color="tab:red", ls="--", label="min" if legend else None)
+    ax.plot(steps, [r["sv_max"] for r in rows], color="tab:blue", ls="--", label="max" if legend else None)
+
+
+def plot_spectrum(records: list[dict], path, title: str = "Singular values of W during training") -> Path:
+    """Like the 2017 paper's Fig. 3: min, mean ± std and max of W's singular values against step
+    (from the ``sv_*`` fields that spectral runs write to metrics.jsonl)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    _draw_spectrum(ax, _spectrum_rows(records))
     return _finish(fig, ax, path, "training step", "singular value", title)
+
+
+def _panels(n: int, title: str, share: bool = True):
+    """A grid of n panels, three to a row (the 2017 paper's six-panel figures), and the axes in order."""
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), dpi=120, sharex=share, sharey=share,
+                             squeeze=False)
+    fig.suptitle(title)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def plot_spectrum_panels(curves: dict[str, list[dict]], path, title: str = "singular values of W") -> Path:
+    """The 2017 paper's Fig. 3: one panel per setting, min (red), mean ± std (green) and max (blue) of
+    W's singular values against the training step, on shared axes."""
+    rows = {label: _spectrum_rows(records) for label, records in curves.items() if any("sv_mean" in r for r in records)}
+    if not rows:
+        raise ValueError("no singular-value records (sv_min, sv_max, sv_mean, sv_std) in these runs")
+    fig, axes = _panels(len(rows), title)
+    for ax, (label, records) in zip(axes, rows.items()):
+        _draw_spectrum(ax, records, legend=ax is axes[0])
+        ax.set_title(label, fontsize="small")
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("training step")
+    axes[0].set_ylabel("singular value")
+    axes[0].legend(fontsize="x-small")
+    return _save(fig, path)
+
+
+def gradient_image(records: list[dict]):
+    """‖∂L/∂h_t‖ as an image, time step t down the rows and recorded update across the columns, each
+    column divided by its largest entry: the 2017 paper's Fig. 2 "normalized across the time
+    dimension" (how the norm is spread over t at each update, whatever its scale)."""
+    import numpy as np
+    norms = np.array([r["norms"] for r in records], dtype=float).T  # [T, updates]
+    peak = norms.max(axis=0, keepdims=True)
+    return np.divide(norms, peak, out=np.zeros_like(norms), where=peak > 0)
+
+
+def plot_gradient_heatmaps(grads: dict[str, list[dict]], path, title: str = "‖∂L/∂h_t‖, normalized over t") -> Path:
+    """The 2017 paper's Fig. 2: one heat map per setting, updates along the abscissa, time steps along
+    the ordinate (records as grad_norms.jsonl holds them: {"step": s, "norms": [...]})."""
+    if not grads or not all(grads.values()):
+        raise ValueError("no gradient-norm records (grad_norms.jsonl) in these runs")
+    fig, axes = _panels(len(grads), title)
+    for ax, (label, records) in zip(axes, grads.items()):
+        image = gradient_image(records)
+        shown = ax.imshow(image, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1,
+                          extent=(records[0]["step"], records[-1]["step"], 1, image.shape[0]))
+        ax.set_title(label, fontsize="small")
+        ax.set_xlabel("update")
+    axes[0].set_ylabel("time step t")
+    fig.colorbar(shown, ax=axes, shrink=0.8)  # a colorbar spanning the panels: no tight_layout
+    return _save(fig, path, tight=False)
 
 
 def plot_hidden_gradients(records: list[dict], path, title: str = "‖∂L/∂h_t‖ over time steps") -> Path:
@@ -147,12 +217,8 @@ def plot_mlp_panels(curves: dict[str, list[dict]], path, title: str = "") -> Pat
         labels.append("diverged (at its epoch, top edge)")
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small", frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05 + 0.045 * ((len(labels) + 2) // 3), 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    fig.tight_layout(rect=(0, 0.05 + 0.045 * ((len(labels) + 2) // 3), 1, 1))  # room for the legend below
+    return _save(fig, path, tight=False)
 
 
 def run_figures(run_dir) -> list[Path]:

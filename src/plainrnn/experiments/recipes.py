@@ -70,6 +70,38 @@ _TABLE2_ROWS = [
     dict(_B, optimizer="path-adam", lr="1e-4"),                              # the best path-normalized one
 ]
 
+# 2016 paper, Table 2's sMNIST column (§5.2): 100 units, the adding rows' init (identity recurrent,
+# U[-0.01, 0.01] elsewhere) and clipping, the step-size grid {1e-2, 1e-3, 1e-4}. Rows: the paper's two
+# (IRNN + SGD, RNN-Path), the adding study's best path-normalized option (Path-Adam), Adam, and an LSTM
+# (torch's, without peepholes). An epoch is 1,100 steps (55k training images after the 5k validation split).
+_LR_2016 = ("1e-2", "1e-3", "1e-4")
+_SMNIST_ROWS = [dict(optimizer="sgd"), dict(optimizer="path-sgd"), dict(optimizer="path-adam"),
+                dict(optimizer="adam"), dict(optimizer="adam", model="lstm")]
+# The cpu budget (2 epochs, evaluated on the first 2,000 validation and test images) keeps the whole
+# grid for the paper's two rows and Path-Adam's two sensible steps (1e-2 on Adam's scale diverges), and
+# runs Adam and the LSTM at Adam's customary 1e-3.
+_SMNIST_CPU = ([dict(optimizer=opt, lr=lr) for opt in ("sgd", "path-sgd") for lr in _LR_2016]
+               + [dict(optimizer="path-adam", lr=lr) for lr in ("1e-3", "1e-4")]
+               + [dict(optimizer="adam", lr="1e-3"), dict(optimizer="adam", model="lstm", lr="1e-3")])
+
+# 2016 paper, Table 3 (§5.3): one layer of 2048 units (the LSTM 1024), Adam on the step grid {1e-3, 5e-4,
+# 1e-4}, recurrent U[-0.01, 0.01], the rest U[-0.2, 0.2]; the LSTM keeps its orthogonal recurrent init and
+# torch's input init. RNN-Path is Adam fed the path-normalized gradient. The cpu budget runs every row at
+# 1/16 and 1/8 of the paper's widths (the LSTM at half, as in the paper), so a reader sees the trend.
+def _ptbc_grid(width: int) -> list[dict]:
+    rows = [dict(optimizer="path-adam"), dict(optimizer="adam"), dict(optimizer="adam", model="tanh"),
+            dict(optimizer="adam", model="lstm")]
+    return [dict(row, hidden=width // 2 if row.get("model") == "lstm" else width, lr=lr)
+            for row in rows for lr in ("1e-3", "5e-4", "1e-4")]
+
+
+# 2016 paper, Fig. 2: word-level PTB, H = 200, T = 20, batch 32, U[-0.1, 0.1], no clipping (none is
+# stated); an epoch is 1,450 steps. Each grid brackets the best step of a 300-step probe (docs/results.md):
+# SGD diverges at 3 and 10, is best at 1 of {1, 0.1, 0.01}; Path-SGD explodes at 3e-4 and 1e-3, is best
+# at 1e-4 of {1e-4, 3e-5, 1e-5}.
+_KAPPA2_GRID = ([dict(optimizer="sgd", lr=lr) for lr in ("1", "3e-1")]
+                + [dict(optimizer="path-sgd", kappa2=k2, lr=lr) for k2 in (False, True) for lr in ("1e-4", "3e-5")])
+
 # The 2017 paper's §3 setup, shared by its experiments: RMSprop on the ordinary parameters, geodesic steps
 # on U and V, batch 50, clip 100, weight decay on the composite W, 128 units.
 _ORTH_2017 = dict(model="spectral", hidden=128, init="orthogonal", optimizer="rmsprop", lr=1e-4, orth_lr=1e-6,
@@ -77,6 +109,22 @@ _ORTH_2017 = dict(model="spectral", hidden=128, init="orthogonal", optimizer="rm
 _MARGINS_2017 = dict(margin=["0", "0.001", "0.01", "0.1", "1", "none"])
 # The copy task as Fig. 1 runs it: no transition nonlinearity, 160 epochs of 100 minibatches.
 _ORTH_COPY = dict(_ORTH_2017, task="copy", nonlinearity="none", steps=16_000, eval_every=100)
+# Tables 1-2 (§3.1.2): tanh transitions (the paper's default), 120 epochs (the LSTM 150) of 1,100 steps
+# (55k training images after the 5k validation split). Rows: the margins with orthogonal init, no margin
+# from Glorot normal and from identity, and an LSTM of 128 units (RMSprop 1e-4, clip 1, forget-gate bias
+# 1, orthogonal recurrent init; torch's LSTM has no peepholes, the paper's had). The cpu budget gives
+# every row the same 2 epochs, evaluated on the first 2,000 validation and test images.
+_ORTH_MNIST = dict(_ORTH_2017, nonlinearity="tanh", steps=132_000, eval_every=1100)
+_ORTH_MNIST_ROWS = ([dict(margin=m) for m in _MARGINS_2017["margin"]]
+                    + [dict(margin="none", init="glorot"), dict(margin="none", init="identity")])
+_ORTH_LSTM = dict(model="lstm", clip=1.0)
+_ORTH_MNIST_BUDGETS = {"cpu": dict(steps=2200, eval_every=550, eval_limit=2000, grid=_ORTH_MNIST_ROWS + [_ORTH_LSTM]),
+                       "full": dict(steps=132_000, eval_every=1100)}
+# Tables 3-4: PTB sentences of up to 75 (11,406 training sentences: 228 steps an epoch) and up to 300
+# characters (41,892: 838), 512 units, tanh, RMSprop 1e-3, clip 30, 200 epochs; margins up to 100.
+_ORTH_PTB = dict(_ORTH_2017, task="ptb-sentences", hidden=512, nonlinearity="tanh", lr=1e-3, clip=30.0)
+_ORTH_PTB_ROWS = ([dict(margin=m) for m in ("0", "0.01", "0.1", "1", "100", "none")]
+                  + [dict(margin="none", init="glorot"), dict(margin="none", init="identity")])
 
 RECIPES: dict[str, dict] = {
     # 2015 paper, Fig. 2: no dropout. The Path-SGD curves from both inits must coincide (Theorem 2).
@@ -115,32 +163,70 @@ RECIPES: dict[str, dict] = {
                          seeds=3, budgets={"cpu": dict(steps=20_000, eval_every=500),
                                            "full": dict(steps=100_000, eval_every=1000)},
                          paper="RNN-Path solves adding (test MSE×100 = 0) at T = 100, 400 and 750 (Table 2)"),
-    # 2016 paper, Table 2 (sMNIST column).
+    # 2016 paper, Table 2 (sMNIST column): the rows of _SMNIST_ROWS, the adding rows' model and clipping.
     "table2-smnist": dict(
         base=dict(task="smnist", hidden=100, init="identity", input_scale=0.01, batch_size=50, clip=1.0,
                   steps=200_000, eval_every=5000),
-        grid=dict(optimizer=["sgd", "path-sgd"], lr=["1e-2", "1e-3", "1e-4"]), seeds=10,
-        paper="test error %: IRNN 5.0, RNN-Path 3.1"),
-    # 2016 paper, Table 3: PTB-c (and text8 with --set task=text8 seq_len=180), one layer of 2048 units.
+        grid=[dict(row, lr=lr) for row in _SMNIST_ROWS for lr in _LR_2016], seeds=3,
+        budgets={"cpu": dict(steps=2200, eval_every=550, eval_limit=2000, seeds=1, grid=_SMNIST_CPU),
+                 "full": dict(steps=200_000, eval_every=5000)},
+        paper="test error %: IRNN 5.0 (authors' run 7.1), LSTM 1.8, RNN-Path 3.1"),
+    # 2016 paper, Table 3: PTB-c (and text8 with --set task=text8 seq_len=180), sequences of 50, batch 128.
     "table3-ptbc": dict(
-        base=dict(task="ptb-char", seq_len=50, hidden=2048, init="uniform", init_scale=0.01, input_scale=0.2,
-                  batch_size=128, steps=100_000, eval_every=2000),
-        grid=dict(optimizer=["adam", "path-adam"], lr=["1e-3", "5e-4", "1e-4"]), seeds=1,
+        base=dict(task="ptb-char", seq_len=50, init="uniform", init_scale=0.01, input_scale=0.2, batch_size=128,
+                  steps=100_000, eval_every=2000),
+        grid=_ptbc_grid(2048), seeds=1,
+        budgets={"cpu": dict(steps=1500, eval_every=250, grid=_ptbc_grid(128) + _ptbc_grid(256)),
+                 "full": dict(steps=100_000, eval_every=2000)},
         paper="test BPC PTB-c / text8: RNN-ReLU 1.55/1.65, RNN-tanh 1.58/1.70, RNN-Path 1.47/1.58, LSTM 1.41/1.52"),
-    # 2017 paper, Tables 1 and 2: spectral margins on sequential (and, with --set task=pmnist, permuted) MNIST.
-    "orth-table1": dict(
-        base=dict(_ORTH_2017, task="smnist", nonlinearity="relu", steps=200_000, eval_every=5000),
-        grid=_MARGINS_2017, seeds=1,
-        paper="sMNIST / pMNIST accuracy %, best 94.10 / 91.44 at m = 0.1; LSTM 97.30 / 92.62"),
+    # 2016 paper, Fig. 2 (right): SGD against Path-SGD with κ1 and with κ1 + κ2 on word-level PTB, each at
+    # the best step of its grid (the paper: "chosen by a grid search"; our grids bracket the probe's best).
+    "fig2-kappa2": dict(
+        base=dict(task="ptb-word", seq_len=20, batch_size=32, hidden=200, init="uniform", init_scale=0.1,
+                  input_scale=0.1, steps=29_000, eval_every=1450),
+        grid=_KAPPA2_GRID, seeds=1,
+        budgets={"cpu": dict(steps=2900, eval_every=290), "full": dict(steps=29_000, eval_every=1450)},
+        paper="Path-SGD with and without κ2 train alike; both beat SGD by far"),
+    # 2017 paper, Tables 1 and 2: spectral margins on sequential and permuted MNIST (test accuracy at the
+    # best validation point: `plainrnn report DIR --at-best-valid`).
+    "orth-table1": dict(base=dict(_ORTH_MNIST, task="smnist"), grid=_ORTH_MNIST_ROWS + [dict(_ORTH_LSTM, steps=165_000)],
+                        seeds=1, budgets=_ORTH_MNIST_BUDGETS,
+                        paper="sMNIST accuracy % for m = 0/0.001/0.01/0.1/1/none: 77.18/79.26/85.47/94.10/93.84/93.24; "
+                              "Glorot 66.71, identity 53.53, LSTM 97.30"),
+    "orth-table2": dict(base=dict(_ORTH_MNIST, task="pmnist"), grid=_ORTH_MNIST_ROWS + [dict(_ORTH_LSTM, steps=165_000)],
+                        seeds=1, budgets=_ORTH_MNIST_BUDGETS,
+                        paper="pMNIST accuracy % for m = 0/0.001/0.01/0.1/1/none: 83.56/84.59/89.63/91.44/90.83/90.51; "
+                              "Glorot 79.33, identity 42.72, LSTM 92.62"),
+    # 2017 paper, Tables 3 and 4: PTB character prediction on sentences (bpc and accuracy at the best
+    # validation point).
+    "orth-ptb": dict(base=dict(_ORTH_PTB, seq_len=75, steps=45_600, eval_every=228), grid=_ORTH_PTB_ROWS, seeds=1,
+                     budgets={"cpu": dict(steps=2280, eval_every=228), "full": dict(steps=45_600, eval_every=228)},
+                     paper="bpc, sentences ≤ 75, m = 0/0.01/0.1/1/100/none: 2.16/2.16/2.12/2.06/2.04/2.06; "
+                           "Glorot 2.08, identity 2.25 (accuracy 55.31 ... 57.51 %)"),
+    "orth-ptb-300": dict(base=dict(_ORTH_PTB, seq_len=300, steps=167_600, eval_every=838), grid=_ORTH_PTB_ROWS, seeds=1,
+                         budgets={"cpu": dict(steps=2514, eval_every=419), "full": dict(steps=167_600, eval_every=838)},
+                         paper="bpc, sentences ≤ 300, m = 0/0.01/0.1/1/100/none: 2.20/2.20/2.24/2.36/2.36/2.34; "
+                               "Glorot 2.34, identity 2.68"),
     # 2017 paper, Fig. 1: the copy task at T=200 with spectral margins, the paper's whole schedule: 160
     # epochs of 100 minibatches, evaluated after every epoch (it fits a CPU: 14-22 minutes a margin here).
     "orth-copy": dict(base=dict(_ORTH_COPY, seq_len=200), grid=_MARGINS_2017, seeds=1,
                       paper="copy accuracy curves (Fig. 1); converges for small margins"),
+    # 2017 paper, Fig. 2: ‖∂L/∂h_t‖ over the first 1,000 updates of the T = 200 copy task (220 steps), for
+    # each margin, recorded every 10 updates; `plainrnn report runs/orth-fig2 --plots DIR` draws the six
+    # heat maps (copy_gradient_heatmaps.png) and the spectra (copy_spectra.png).
+    "orth-fig2": dict(base=dict(_ORTH_COPY, seq_len=200, steps=1000, eval_every=100, grad_norms_every=10),
+                      grid=_MARGINS_2017, seeds=1,
+                      paper="m = 0 keeps ‖∂L/∂h_t‖ level across t; the larger the margin, the fewer updates that lasts"),
     # The same at T=500 (Fig. 1, right): 2.5 times longer a step, so the cpu budget runs 40 of the 160 epochs.
     "orth-copy-500": dict(base=dict(_ORTH_COPY, seq_len=500), grid=_MARGINS_2017, seeds=1,
                           budgets={"cpu": dict(steps=4_000, eval_every=100), "full": dict(steps=16_000, eval_every=100)},
                           paper="copy accuracy curves at T = 500 (Fig. 1)"),
 }
+
+
+# A budget may also replace the recipe's grid and seed count (a CPU budget runs fewer step sizes); every
+# other key of a budget overrides the base config.
+_PLAN_KEYS = ("grid", "seeds")
 
 
 def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
@@ -173,4 +259,19 @@ def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
     if budget not in budgets:
         raise ValueError(f"{name} has no {budget} budget; it has "
                          + (", ".join(budgets) if budgets else "only its base protocol (no --budget)"))
-    return f"{name}-{budget}", dict(budgets[budget])
+    return f"{name}-{budget}", {k: v for k, v in budgets[budget].items() if k not in _PLAN_KEYS}
+
+
+def plan_of(name: str, budget: str | None = None) -> dict:
+    """Everything `plainrnn reproduce NAME --budget B` runs: ``dir`` (the sweep directory's name),
+    ``overrides`` (of the base config), ``grid`` and ``seeds`` (the budget's own, else the recipe's).
+
+    >>> plan = plan_of("table2-smnist", "cpu")
+    >>> plan["dir"], plan["seeds"], len(plan["grid"]) < len(plan_of("table2-smnist", "full")["grid"])
+    ('table2-smnist-cpu', 1, True)
+    """
+    sweep_dir, overrides = budget_of(name, budget)
+    recipe = RECIPES[name]
+    chosen = recipe.get("budgets", {}).get(sweep_dir[len(name) + 1:], {}) if sweep_dir != name else {}
+    return dict(dir=sweep_dir, overrides=overrides, grid=chosen.get("grid", recipe["grid"]),
+                seeds=chosen.get("seeds", recipe["seeds"]))

@@ -15,7 +15,8 @@ import math
 import statistics
 from pathlib import Path
 
-from .plots import plot_learning_curves, plot_mlp_panels, read_metrics
+from .plots import (plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels, plot_spectrum_panels,
+                    read_metrics)
 
 _IGNORED = ("seed", "name", "out", "data_dir")
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
@@ -83,6 +84,20 @@ def steps_to_reach(run: Path, threshold: float, lower_is_better: bool) -> int | 
     return None
 
 
+def test_at_best_valid(run: Path, lower_is_better: bool) -> float | None:
+    """The test metric at the evaluation with the best validation metric (the first, on a tie): the
+    number the papers report for MNIST and PTB ("the model with the best validation score"). None
+    when no evaluation has both."""
+    best = None
+    for row in read_metrics(run):
+        valid, test = row.get("valid_metric"), row.get("test_metric")
+        if valid is None or test is None or not math.isfinite(valid):
+            continue
+        if best is None or (valid < best[0] if lower_is_better else valid > best[0]):
+            best = (valid, test)
+    return None if best is None else best[1]
+
+
 def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for run in runs:
@@ -107,6 +122,8 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
                          if any(s.get("best_valid_metric") is not None for s in g["summaries"]) else math.nan,
                          median_wall_s=statistics.median(s["wall_s"] for s in g["summaries"]),
                          run_dirs=[str(r) for r in g["runs"]], task=g["config"]["task"], lower_is_better=lower))
+        at_best = [t for t in (test_at_best_valid(run, lower) for run in g["runs"]) if t is not None]
+        rows[-1]["median_test_at_best_valid"] = statistics.median(at_best) if at_best else math.nan
         if reach is not None:
             steps = [steps_to_reach(run, reach, lower) for run in g["runs"]]
             reached = [k for k in steps if k is not None]
@@ -115,17 +132,27 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
     return rows
 
 
-def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reach: float | None = None) -> str:
+def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reach: float | None = None,
+           at_best_valid: bool = False) -> str:
     rows = collect(find_runs(paths), reach)
     if plots_dir:
         for task in sorted({r["task"] for r in rows}):
-            curves = {}
+            curves, grads = {}, {}
             task_rows = [r for r in rows if r["task"] == task]
             for r in task_rows:
                 # The median run over seeds of each setting, so one axis compares the optimizers.
                 per_run = [(json.loads((Path(d) / "summary.json").read_text())["test_metric"], d) for d in r["run_dirs"]]
                 finite = sorted((m, d) for m, d in per_run if math.isfinite(m)) or per_run
-                curves[r["setting"]] = read_metrics(finite[len(finite) // 2][1])
+                median_run = Path(finite[len(finite) // 2][1])
+                curves[r["setting"]] = read_metrics(median_run)
+                if (median_run / "grad_norms.jsonl").exists():
+                    grads[r["setting"]] = [json.loads(line) for line in (median_run / "grad_norms.jsonl").open() if line.strip()]
+            # The 2017 paper's Figs. 2 and 3, one panel per setting, when the runs recorded them.
+            if any("sv_mean" in rec for records in curves.values() for rec in records):
+                plot_spectrum_panels(curves, Path(plots_dir) / f"{task}_spectra.png", title=f"{task}: singular values of W")
+            if grads and all(grads.values()):
+                plot_gradient_heatmaps(grads, Path(plots_dir) / f"{task}_gradient_heatmaps.png",
+                                       title=f"{task}: ‖∂L/∂h_t‖, normalized over t")
             # Losses span decades (log axis); accuracies live in [0, 1] and are read on a linear one.
             plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
                                  ylabel=f"test {task_rows[0]['metric']}", title=task,
@@ -137,7 +164,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        extra = ["reached", "median_steps_to_reach"] if reach is not None else []
+        extra = (["reached", "median_steps_to_reach"] if reach is not None else []) + (
+            ["median_test_at_best_valid"] if at_best_valid else [])
         w.writerow(["setting", "metric", "runs", "diverged", "best_test", "median_test", "median_best_valid",
                     "median_wall_s", *extra])
         for r in rows:
@@ -147,6 +175,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
     head = "| setting | metric | diverged | best test | median test | best valid (median) | median wall (s) |"
     if reach is not None:
         head += f" steps to test {'≤' if rows[0]['lower_is_better'] else '≥'} {reach:g} (reached) |"
+    if at_best_valid:
+        head += " test at best valid (median) |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         line = (f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
@@ -154,6 +184,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
         if reach is not None:
             steps = "never" if r["median_steps_to_reach"] is None else f"{r['median_steps_to_reach']:g}"
             line += f" {steps} ({r['reached']}/{r['runs']}) |"
+        if at_best_valid:
+            line += f" {r['median_test_at_best_valid']:.5g} |"
         lines.append(line)
     return "\n".join(lines)
 

@@ -56,6 +56,31 @@ def settings_of(grid: dict | list[dict]) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
+def only_settings(base: RunConfig, grid: dict | list[dict], only: dict[str, str]) -> list[dict]:
+    """The settings of ``grid`` whose value of each key in ``only`` equals the given one, compared as
+    the config types them (so ``lr=0.001`` picks a setting written ``lr="1e-3"``); a key a setting
+    leaves alone takes the base config's value. ``plainrnn reproduce table2-adding --only seq_len=750``.
+
+    Raises:
+        ValueError: a key that is not a config key, or a value no setting has (the message lists the
+            values there are).
+    """
+    def typed(values: dict) -> dict:
+        return dataclasses.asdict(config_from_mapping({**dataclasses.asdict(base), **values}, source="--only"))
+
+    settings = settings_of(grid)
+    configs = [typed(values) for values in settings]
+    kept = list(range(len(settings)))
+    for key, value in only.items():
+        key = key.replace("-", "_")
+        want = typed({key: value})[key]
+        have = sorted({str(configs[i][key]) for i in kept})
+        kept = [i for i in kept if configs[i][key] == want]
+        if not kept:
+            raise ValueError(f"--only {key}={value}: no setting has it; {key} takes " + ", ".join(have))
+    return [settings[i] for i in kept]
+
+
 def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir: Path) -> list[dict]:
     trials = []
     for values in settings_of(grid):
@@ -79,6 +104,17 @@ def _same_config(saved: dict, config: dict) -> bool:
         return False
 
 
+def trial_state(config: dict) -> str:
+    """``done`` (its summary is there: a sweep reuses it), ``resumable`` (a checkpoint of this very
+    config), or ``new``."""
+    run_dir = Path(config["out"]) / RunConfig(**config).run_name()
+    config_file = run_dir / "config.json"
+    if not (config_file.exists() and _same_config(json.loads(config_file.read_text()), config)):
+        return "new"
+    return "done" if (run_dir / "summary.json").exists() else (
+        "resumable" if (run_dir / "checkpoint.pt").exists() else "new")
+
+
 def run_trial(config: dict, threads: int = 1) -> dict:
     """One trial in the current process; exceptions become a 'failed' record."""
     import torch
@@ -87,12 +123,11 @@ def run_trial(config: dict, threads: int = 1) -> dict:
     from .plots import run_figures
     cfg = RunConfig(**config)
     run_dir = Path(cfg.out) / cfg.run_name()
-    done = run_dir / "summary.json"
-    same = (run_dir / "config.json").exists() and _same_config(json.loads((run_dir / "config.json").read_text()), config)
-    if same and done.exists():
-        return dict(json.loads(done.read_text()), status="reused")
+    state = trial_state(config)
+    if state == "done":
+        return dict(json.loads((run_dir / "summary.json").read_text()), status="reused")
     try:
-        resuming = same and (run_dir / "checkpoint.pt").exists()  # a trial cut short (killed, machine lost)
+        resuming = state == "resumable"  # a trial cut short (killed, machine lost)
         summary = train(cfg, progress=False, resume_from=run_dir if resuming else None)
         run_figures(run_dir)
         return dict(summary, status="resumed" if resuming else "ok")
@@ -101,12 +136,28 @@ def run_trial(config: dict, threads: int = 1) -> dict:
                     test_metric=math.nan, valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)
 
 
+def _exit_with(parent: int, every_s: float = 1.0) -> None:
+    """A pool worker's initializer: end the worker when the sweep that started it is gone. `kill PID`
+    (or a crash) of a sweep otherwise leaves its workers training, unseen, into the run directories
+    that a rerun of the sweep writes to as well."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-sweep").start()
+
+
 def _run_local(trials, workers, progress):
     workers = workers or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     results = [None] * len(trials)
     import multiprocessing as mp
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_exit_with,
+                                initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_trial, t["config"], threads): i for i, t in enumerate(trials)}
         bar = tqdm(total=len(trials), desc="sweep", disable=not progress or None, leave=False)
         for fut in cf.as_completed(futures):

@@ -192,12 +192,12 @@ def config_from_mapping(mapping: dict, source: str = "config") -> RunConfig:
     return RunConfig(**values)
 
 
-def parse_overrides(items: list[str]) -> dict:
+def parse_overrides(items: list[str], flag: str = "--set") -> dict:
     """``["lr=1e-3", "init=uniform"]`` → {"lr": "1e-3", "init": "uniform"} (typed later)."""
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise ValueError(f"{flag} expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
