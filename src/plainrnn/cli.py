@@ -362,17 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .experiments.recipes import RECIPES
     names = ("kappa-table", "step-scales", "first-steps", "invariance-gap", *RECIPES)
+    analyses = {
+        "kappa-table": "‖κ2‖/‖κ1‖ over T × H at uniform[-0.1, 0.1] init (2016, Fig. 2)",
+        "step-scales": "the spread of the factor s/κ that multiplies a Path-SGD step, per parameter, at a run's "
+                       "init (default: adding, T=100; --set any run key)",
+        "first-steps": "Path-SGD's first steps in the κ metric, the whole step against the largest step of one "
+                       "unit (default: adding, T=100, lr 1e-3, no clipping; --set any run key)",
+        "invariance-gap": "how far Path-SGD runs from the balanced and the unbalanced MNIST MLP drift apart, beside "
+                          "a control nudged by float32's rounding, in float32 and float64",
+    }
+    import textwrap
+    lines = [f"{name}{' (budgets: ' + ', '.join(RECIPES[name]['budgets']) + ')' if 'budgets' in RECIPES.get(name, {}) else ''}"
+             f": {what}" for name, what in {**analyses, **{k: v["paper"] for k, v in RECIPES.items()}}.items()]
+    # One recipe a paragraph: a reflowed wall of 22 descriptions is where nobody finds theirs.
     repro = sub.add_parser("reproduce", help="rerun a table or figure of the papers",
-                           description="kappa-table: ‖κ2‖/‖κ1‖ over T × H at uniform[-0.1, 0.1] init (2016, Fig. 2). "
-                                       "step-scales: the spread of the factor s/κ that multiplies a Path-SGD "
-                                       "step, per parameter, at a run's init (default: adding, T=100; --set "
-                                       "any run key). first-steps: Path-SGD's first steps measured in the κ "
-                                       "metric, the whole step against the largest step of one unit (default: "
-                                       "adding, T=100, lr 1e-3, no clipping; --set any run key). invariance-gap: how far Path-SGD runs from the balanced "
-                                       "and the unbalanced MNIST MLP drift apart, beside a control nudged by "
-                                       "float32's rounding, in float32 and float64. "
-                                       + " ".join(f"{k}: {v['paper']}." for k, v in RECIPES.items())
-                                       + " The training recipes are sweeps; shorten them with --set steps=N.")
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="\n".join(textwrap.fill(line, 100, subsequent_indent="    ") for line in lines)
+                                       + "\n\nThe training recipes are sweeps: a rerun reuses finished trials and "
+                                         "resumes cut ones;\nshorten one with --set steps=N.")
     repro.add_argument("recipe", type=_choice(names), help=f"one of: {', '.join(names)}")
     repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
     repro.add_argument("--budget", type=_choice(("cpu", "full")), default=None,

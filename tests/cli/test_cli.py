@@ -45,6 +45,18 @@ def test_help_explains_each_flag():
         assert flag in out.stdout
 
 
+def test_reproduce_help_gives_each_recipe_a_paragraph_with_its_budgets(capsys):
+    from plainrnn.experiments.recipes import RECIPES
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    paragraphs = [line for line in capsys.readouterr().out.splitlines() if line and not line[0].isspace()]
+    for name, recipe in RECIPES.items():
+        budgets = f" (budgets: {', '.join(recipe['budgets'])})" if "budgets" in recipe else ""
+        assert sum(line.startswith(f"{name}{budgets}: {recipe['paper'][:20]}") for line in paragraphs) == 1, name
+    for name in ("kappa-table", "step-scales", "first-steps", "invariance-gap"):
+        assert sum(line.startswith(f"{name}: ") for line in paragraphs) == 1, name
+
+
 def test_demo_prints_a_table_and_writes_the_curve(tmp_path):
     out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "demo", "--steps", "20", "--out", str(tmp_path),
                           "--quiet"], capture_output=True, text=True, check=True, timeout=300)
