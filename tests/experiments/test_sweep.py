@@ -226,6 +226,20 @@ def test_reproduce_lists_its_trials_as_done_resumable_or_new_and_runs_only_what_
     assert not (tmp_path / "orth-copy" / f"margin-0-s{base.seed}").exists()  # --list runs nothing
 
 
+def test_a_sweep_gives_each_worker_the_threads_omp_num_threads_allows_else_its_share_of_the_cores(monkeypatch):
+    from plainrnn.experiments.sweep import threads_per_worker
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [threads_per_worker(w) for w in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two sweeps side by side, each told its share
+    assert threads_per_worker(1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_per_worker(2) == 3
+    for junk in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        assert threads_per_worker(2) == 4
+
+
 def _alive(pid: int) -> bool:
     try:  # a zombie (state Z) has ended; only its parent's wait is missing
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

@@ -151,9 +151,20 @@ def _exit_with(parent: int, every_s: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-sweep").start()
 
 
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of ``workers`` trial processes: OMP_NUM_THREADS when the user set it (two
+    sweeps side by side, each told its share), else the cores split evenly. Workers × threads above the
+    cores makes every OpenMP thread wait on the others: two one-worker sweeps at two threads each
+    beside two one-thread runs trained at a quarter of their speed on 2 cores."""
+    chosen = os.environ.get("OMP_NUM_THREADS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _run_local(trials, workers, progress):
     workers = workers or os.cpu_count() or 1
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     results = [None] * len(trials)
     import multiprocessing as mp
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_exit_with,
