@@ -8,7 +8,7 @@ import torch
 
 def rnn_reference_forward(model, x):
     """h_t^i = σ(W_in^i h_t^{i−1} + W_rec^i h_{t−1}^i + b^i), y_t = W_out h_t + b_out, as a plain loop."""
-    act = torch.relu if model.nonlinearity == "relu" else torch.tanh
+    act = {"relu": torch.relu, "tanh": torch.tanh, "none": lambda z: z}[model.nonlinearity]
     if model.vocab_size is not None:
         x = torch.nn.functional.one_hot(x, model.vocab_size).to(model.weight_out.dtype)
     B, T, _ = x.shape

@@ -11,7 +11,7 @@ def _randomize(model, scale=0.5):
             p.uniform_(-scale, scale)
 
 
-@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh", "none"])
 @pytest.mark.parametrize("layers", [1, 3])
 @pytest.mark.parametrize("output", ["last", "all"])
 @pytest.mark.parametrize("bias", [True, False])
@@ -23,15 +23,17 @@ def test_forward_matches_reference_loop(nonlinearity, layers, output, bias):
     torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_token_mode_equals_one_hot_input():
-    model = pr.ReLURNN(0 + 1, 6, 7, num_layers=2, vocab_size=7, output="all").double()
+@pytest.mark.parametrize("nonlinearity", ["relu", "none"])
+def test_token_mode_equals_one_hot_input(nonlinearity):
+    model = pr.ReLURNN(0 + 1, 6, 7, num_layers=2, vocab_size=7, output="all", nonlinearity=nonlinearity).double()
     _randomize(model)
     tokens = torch.randint(7, (3, 5))
     torch.testing.assert_close(model(tokens), rnn_reference_forward(model, tokens), rtol=1e-12, atol=1e-12)
 
 
-def test_gradients_match_reference_loop():
-    model = pr.ReLURNN(2, 4, 1, num_layers=2).double()
+@pytest.mark.parametrize("nonlinearity", ["relu", "none"])
+def test_gradients_match_reference_loop(nonlinearity):
+    model = pr.ReLURNN(2, 4, 1, num_layers=2, nonlinearity=nonlinearity).double()
     _randomize(model)
     x = torch.randn(3, 6, 2, dtype=torch.float64)
     model(x).sum().backward()
@@ -40,6 +42,15 @@ def test_gradients_match_reference_loop():
     rnn_reference_forward(model, x).sum().backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(fused[n], p.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh", "none"])
+def test_the_unrolled_states_are_the_hidden_states(nonlinearity):
+    """‖∂L/∂h_t‖ (the 2017 paper's Fig. 2) reads the explicit loop; it must be the model's recurrence."""
+    model = pr.ReLURNN(3, 5, 2, num_layers=2, nonlinearity=nonlinearity, output="all").double()
+    _randomize(model)
+    x = torch.randn(4, 7, 3, dtype=torch.float64)
+    torch.testing.assert_close(torch.stack(model.unrolled_states(x), 1), model.hidden_states(x), rtol=1e-12, atol=1e-12)
 
 
 def test_recurrent_weight_and_bad_arguments():

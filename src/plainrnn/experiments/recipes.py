@@ -126,6 +126,16 @@ _ORTH_PTB = dict(_ORTH_2017, task="ptb-sentences", hidden=512, nonlinearity="tan
 _ORTH_PTB_ROWS = ([dict(margin=m) for m in ("0", "0.01", "0.1", "1", "100", "none")]
                   + [dict(margin="none", init="glorot"), dict(margin="none", init="identity")])
 
+# Fig. 4 (§3.2): soft constraints on the copy task, at the strengths of the paper's legend. Left: the
+# penalty λ‖WᵀW − I‖² on a plain (non-factorized) linear RNN at T = 200, RMSprop at 1e-5 ("we had to
+# reduce the learning rate"); left center: the same penalty on the factorized RNN (free spectrum) at
+# T = 500; right center and right: a mean-one Gaussian prior λ Σ(s_i − 1)² on the singular values, at
+# T = 200, plain SGD at 1e-5 on everything but U and V, without a margin and with margin 1. The paper's
+# axes run to 1000 epochs (left) and 300 (the others); the cpu budget runs 40 epochs of each. The plain
+# RNN's input and output weights come from U[-0.2, 0.2], near the factorized model's Glorot-uniform.
+_STRENGTHS_2017 = ["1e-4", "1e-3", "1e-2", "0.1", "1", "10", "100"]
+_FIG4_BUDGETS = {"cpu": dict(steps=4000, eval_every=100), "full": dict(steps=30_000, eval_every=100)}
+
 RECIPES: dict[str, dict] = {
     # 2015 paper, Fig. 2: no dropout. The Path-SGD curves from both inits must coincide (Theorem 2).
     "fig2-mlp": dict(base=dict(_MLP_2015, dropout=0.0), grid=_MLP_2015_CASES, seeds=1, budgets=_MLP_2015_BUDGETS,
@@ -217,6 +227,17 @@ RECIPES: dict[str, dict] = {
     "orth-fig2": dict(base=dict(_ORTH_COPY, seq_len=200, steps=1000, eval_every=100, grad_norms_every=10),
                       grid=_MARGINS_2017, seeds=1,
                       paper="m = 0 keeps ‖∂L/∂h_t‖ level across t; the larger the margin, the fewer updates that lasts"),
+    "orth-fig4a": dict(base=dict(_ORTH_COPY, seq_len=200, model="relu", lr=1e-5, input_scale=0.2), grid=dict(orth_penalty=_STRENGTHS_2017),
+                       seeds=1, budgets={"cpu": dict(steps=4000, eval_every=100), "full": dict(steps=100_000, eval_every=100)},
+                       paper="plain linear RNN, T = 200: a weaker orthogonality penalty converges faster"),
+    "orth-fig4b": dict(base=dict(_ORTH_COPY, seq_len=500, margin=None), grid=dict(orth_penalty=_STRENGTHS_2017), seeds=1,
+                       budgets=_FIG4_BUDGETS, paper="factorized RNN, T = 500: a weaker orthogonality penalty converges faster"),
+    "orth-fig4c": dict(base=dict(_ORTH_COPY, seq_len=200, margin=None, optimizer="sgd", lr=1e-5),
+                       grid=dict(sv_prior=_STRENGTHS_2017), seeds=1, budgets=_FIG4_BUDGETS,
+                       paper="singular-value prior, no margin, T = 200: too strong a prior is slow; too weak unstable"),
+    "orth-fig4d": dict(base=dict(_ORTH_COPY, seq_len=200, margin=1.0, optimizer="sgd", lr=1e-5),
+                       grid=dict(sv_prior=_STRENGTHS_2017), seeds=1, budgets=_FIG4_BUDGETS,
+                       paper="singular-value prior with margin 1, T = 200: stable where the prior is not removed"),
     # The same at T=500 (Fig. 1, right): 2.5 times longer a step, so the cpu budget runs 40 of the 160 epochs.
     "orth-copy-500": dict(base=dict(_ORTH_COPY, seq_len=500), grid=_MARGINS_2017, seeds=1,
                           budgets={"cpu": dict(steps=4_000, eval_every=100), "full": dict(steps=16_000, eval_every=100)},

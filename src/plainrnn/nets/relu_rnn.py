@@ -5,11 +5,13 @@ For layers i = 1..d and steps t = 1..T, with h_0^i = 0 and h_t^0 = x_t:
     h_t^i = σ(W_in^i h_t^{i−1} + W_rec^i h_{t−1}^i + b^i)        (Table 1)
     y_t   = W_out h_t^d + b_out
 
-σ is ReLU (the paper's model) or tanh (its baseline). Each layer has one bias b^i, an edge from a
+σ is ReLU (the paper's model), tanh (its baseline) or the identity ("none": the linear Elman network
+of the 2017 paper's copy experiments, Fig. 4 left). Each layer has one bias b^i, an edge from a
 constant-1 node (footnote 1), so the path norm counts it exactly once.
 
 The recurrence runs in PyTorch's fused RNN kernel (``torch._VF.rnn_relu`` / ``rnn_tanh``), the one
-``torch.nn.RNN`` uses. That kernel wants two biases per layer; we hand it our single bias plus a
+``torch.nn.RNN`` uses; the linear one in :func:`plainrnn.nets.recurrence.recurrence`, the explicit
+forward and backward loops that SpectralRNN uses for it. That kernel wants two biases per layer; we hand it our single bias plus a
 zero buffer, which changes nothing numerically and keeps one bias per layer as a parameter.
 
 Token inputs (``vocab_size=V``): the input is a [B, T] tensor of token ids and the first layer's input
@@ -22,8 +24,9 @@ import torch
 from torch import nn
 
 from .base import RecurrentModel, check_choice
+from .recurrence import recurrence
 
-NONLINEARITIES = ("relu", "tanh")
+NONLINEARITIES = ("relu", "tanh", "none")
 
 
 class ReLURNN(RecurrentModel):
@@ -34,7 +37,7 @@ class ReLURNN(RecurrentModel):
         hidden_size: H, units per layer.
         output_size: size of y_t.
         num_layers: d, stacked recurrent layers.
-        nonlinearity: ``"relu"`` or ``"tanh"``.
+        nonlinearity: ``"relu"``, ``"tanh"`` or ``"none"`` (a linear recurrence).
         bias: whether layers and the read-out carry a bias.
         output: ``"last"`` returns y_T as [B, output_size]; ``"all"`` returns y_1..y_T as [B, T, output_size].
         vocab_size: if set, inputs are token ids [B, T] and W_in^1 has one column per token.
@@ -113,6 +116,11 @@ class ReLURNN(RecurrentModel):
         self._check_features(x)
         if self.vocab_size is not None:
             x = nn.functional.embedding(x, self.weight_ih(0).t())
+        if self.nonlinearity == "none":  # no fused kernel is linear: h_t = drive_t + W_rec h_{t−1}
+            for k in range(self.num_layers):
+                w_ih = self._eye if (k == 0 and self.vocab_size is not None) else self.weight_ih(k)
+                x = recurrence(nn.functional.linear(x, w_ih, self.layer_bias(k)), self.weight_hh(k), "none")
+            return x
         h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
         rnn = torch._VF.rnn_relu if self.nonlinearity == "relu" else torch._VF.rnn_tanh
         states, _ = rnn(x, h0, self._flat_weights(), self.bias, self.num_layers, 0.0, self.training,
@@ -122,7 +130,7 @@ class ReLURNN(RecurrentModel):
     def unrolled_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Top-layer h_1..h_T from an explicit Python loop (slow; for diagnostics that need each h_t as
         its own autograd node, e.g. ‖∂L/∂h_t‖ – the fused kernel's output only carries direct paths)."""
-        act = torch.relu if self.nonlinearity == "relu" else torch.tanh
+        act = {"relu": torch.relu, "tanh": torch.tanh, "none": lambda z: z}[self.nonlinearity]
         if self.vocab_size is not None:
             below = nn.functional.embedding(x, self.weight_ih(0).t())
         else:

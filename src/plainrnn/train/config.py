@@ -87,8 +87,11 @@ class RunConfig:
             need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)} for a recurrent model",
                  self.init)
         need(self.nonlinearity in (None,) + NONLINEARITIES, "nonlinearity", ", ".join(NONLINEARITIES), self.nonlinearity)
-        if self.nonlinearity in ("none", "oplu", "prelu") and self.model != "spectral":
-            raise ValueError(f"nonlinearity {self.nonlinearity} needs --model spectral; relu and tanh work everywhere")
+        if self.nonlinearity in ("oplu", "prelu") and self.model != "spectral":
+            raise ValueError(f"nonlinearity {self.nonlinearity} needs --model spectral; relu, tanh and none work on "
+                             "every recurrent model")
+        if self.nonlinearity == "none" and self.model == "lstm":
+            raise ValueError("nonlinearity none needs a plain or spectral RNN, not lstm")
         need(self.margin is None or self.margin >= 0, "margin", ">= 0 (or unset for free singular values)", self.margin)
         need(self.orth_lr > 0, "orth_lr", "> 0", self.orth_lr)
         need(self.grad_norms_every >= 0, "grad_norms_every", ">= 0", self.grad_norms_every)
