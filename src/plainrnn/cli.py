@@ -169,7 +169,8 @@ def _cmd_report(args) -> int:
             raise ValueError("--columns needs --reach X: its cells count the seeds that reached X")
         print(pivot_table(args.runs, args.columns, args.reach, args.scale))
         return 0
-    text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach, at_best_valid=args.at_best_valid)
+    text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach, at_best_valid=args.at_best_valid,
+                  epoch_steps=args.epoch_steps)
     if args.curves:
         from .experiments.report import curves_table
         text += "\n\n" + curves_table(args.runs)
@@ -352,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--at-best-valid", action="store_true",
                      help="add each setting's test metric at its best validation point, median over seeds "
                           "(what the papers report for MNIST and PTB)")
+    rep.add_argument("--epoch-steps", type=_number(int, 1), default=None, metavar="N",
+                     help="with --plots: a top axis in epochs of N training steps (sMNIST at batch 50: 1100)")
     rep.add_argument("--columns", default=None, metavar="KEY",
                      help="instead, a table of settings × the values of config KEY (e.g. seq_len, the 2016 "
                           "paper's Table 2); each cell: seeds that reached --reach / seeds · their median step "

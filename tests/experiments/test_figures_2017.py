@@ -70,3 +70,23 @@ def test_the_figures_are_written_and_say_what_is_missing(tmp_path):
         plot_spectrum_panels({"x": [dict(step=1, test_metric=0.1)]}, tmp_path / "c.png")
     with pytest.raises(ValueError, match="no gradient-norm records"):
         plot_gradient_heatmaps({"x": []}, tmp_path / "d.png")
+
+
+def test_learning_curves_read_epochs_on_the_top_axis_when_asked(tmp_path, monkeypatch):
+    from plainrnn.experiments import plots
+    seen = {}
+
+    def keep(fig, ax, path, xlabel, ylabel, title):
+        seen["axes"] = [a for a in fig.axes if a is not ax] + [a for a in ax.child_axes]
+        seen["ax"], seen["fig"] = ax, fig
+        return path
+    monkeypatch.setattr(plots, "_finish", keep)
+    curves = {"a": [dict(step=s, test_metric=0.1 * s) for s in (550, 1100, 2200)]}
+    plots.plot_learning_curves(curves, tmp_path / "x.png", epoch_steps=1100)
+    (top,) = seen["axes"]
+    assert top.get_xlabel() == "epoch (1,100 steps)"
+    seen["ax"].set_xlim(0, 2200)
+    seen["fig"].canvas.draw()
+    assert top.get_xlim() == pytest.approx((0.0, 2.0))  # step 2200 is epoch 2
+    plots.plot_learning_curves(curves, tmp_path / "y.png")
+    assert seen["axes"] == []

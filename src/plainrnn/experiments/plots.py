@@ -45,8 +45,10 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "test_metric", ylabel: str = "test MSE",
-                         title: str = "", baseline: float | None = None, log_y: bool = True) -> Path:
-    """One line per label: ``metric`` against step. ``curves`` maps label → metrics records.
+                         title: str = "", baseline: float | None = None, log_y: bool = True,
+                         epoch_steps: int | None = None) -> Path:
+    """One line per label: ``metric`` against step. ``curves`` maps label → metrics records. With
+    ``epoch_steps`` (training steps per epoch) the top axis reads epochs, as the papers' figures do.
 
     A curve that exploded (values far above where every curve started) is drawn up to the top edge,
     which is set by the starting values, so that it does not squash the others against the floor; a
@@ -71,6 +73,9 @@ def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "
     finite = sorted(v for v in starts if v == v and abs(v) != float("inf") and (v > 0 or not log_y))
     if finite and log_y:
         ax.set_ylim(top=10 * finite[len(finite) // 2])  # a decade above the median starting value
+    if epoch_steps:
+        top = ax.secondary_xaxis("top", functions=(lambda step: step / epoch_steps, lambda epoch: epoch * epoch_steps))
+        top.set_xlabel(f"epoch ({epoch_steps:,} steps)")
     return _finish(fig, ax, path, "training step", ylabel, title)
 
 

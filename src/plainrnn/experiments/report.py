@@ -133,7 +133,7 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
 
 
 def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reach: float | None = None,
-           at_best_valid: bool = False) -> str:
+           at_best_valid: bool = False, epoch_steps: int | None = None) -> str:
     rows = collect(find_runs(paths), reach)
     if plots_dir:
         for task in sorted({r["task"] for r in rows}):
@@ -156,7 +156,7 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             # Losses span decades (log axis); accuracies live in [0, 1] and are read on a linear one.
             plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
                                  ylabel=f"test {task_rows[0]['metric']}", title=task,
-                                 log_y=task_rows[0]["lower_is_better"])
+                                 log_y=task_rows[0]["lower_is_better"], epoch_steps=epoch_steps)
             if any("train_eval_loss" in rec for records in curves.values() for rec in records):
                 plot_mlp_panels(curves, Path(plots_dir) / f"{task}_panels.png", title=task)
     if fmt == "json":
