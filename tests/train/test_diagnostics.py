@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 import plainrnn as pr
@@ -27,6 +28,24 @@ def test_hidden_gradient_norms_match_a_manual_loop():
     assert len(got) == 6
     for a, b in zip(got, expected):
         assert abs(a - b) <= 1e-12 * max(1.0, b)
+
+
+def test_with_an_output_at_every_step_only_the_last_outputs_loss_reaches_back():
+    """Fig. 2 of the 2017 paper: "the gradient of the loss from the last time step". The copy task's
+    loss over every output would be a different measure (each h_t's own output dominates it)."""
+    torch.manual_seed(0)
+    model = pr.SpectralRNN(3, 6, 4, margin=0.1, nonlinearity="none", output="all").double()
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    y = torch.randint(4, (2, 7))
+    loss_fn = lambda out, tgt: torch.nn.functional.cross_entropy(out.flatten(0, 1), tgt.flatten())  # noqa: E731
+    got = hidden_gradient_norms(model, x, y, loss_fn)
+    states = model.unrolled_states(x)
+    last = torch.nn.functional.cross_entropy(model.read_out(states[-1]), y[:, -1])
+    expected = [g.norm().item() for g in torch.autograd.grad(last, states, retain_graph=True)]
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    every = torch.nn.functional.cross_entropy(model.read_out(torch.stack(states, 1)).flatten(0, 1), y.flatten())
+    other = [g.norm().item() for g in torch.autograd.grad(every, states)]
+    assert got != pytest.approx(other, rel=1e-3)
 
 
 def test_spectral_stats_and_figures(tmp_path):

@@ -20,14 +20,18 @@ def spectral_stats(model) -> dict:
 
 
 def hidden_gradient_norms(model, x: torch.Tensor, y: torch.Tensor, loss_fn) -> list[float]:
-    """‖∂L/∂h_t‖ for t = 1..T: the total derivative of the loss with respect to each top-layer state
-    (Frobenius norm over the batch). For a "last"-output model this is ‖∂L_T/∂h_t‖ of the 2017 paper's
-    Figure 2. Runs an explicit loop over time (``model.unrolled_states``); ReLURNN and SpectralRNN."""
+    """‖∂L_T/∂h_t‖ for t = 1..T, the 2017 paper's Figure 2: the total derivative of the loss *of the last
+    output* with respect to each top-layer state (Frobenius norm over the batch). For a model with an
+    output at every step (copy, language models) only y_T's loss counts, as in the paper: the total
+    loss would mostly measure each step's own output, not how the signal travels back from T.
+    Runs an explicit loop over time (``model.unrolled_states``); ReLURNN and SpectralRNN."""
     if not isinstance(model, RecurrentModel):
         raise TypeError(f"hidden-state gradients need a plainrnn recurrent model, got {type(model).__name__}")
     states = model.unrolled_states(x)
     for h in states:
         h.retain_grad()
-    top = states[-1] if model.output == "last" else torch.stack(states, 1)
-    loss_fn(model.read_out(top), y).backward()
+    if model.output == "last":
+        loss_fn(model.read_out(states[-1]), y).backward()
+    else:  # the task's loss on a sequence of one step: the last
+        loss_fn(model.read_out(states[-1]).unsqueeze(1), y[:, -1:]).backward()
     return [h.grad.norm().item() for h in states]
