@@ -224,14 +224,14 @@ def _cmd_reproduce(args) -> int:
     if args.recipe == "step-scales":
         from .experiments import step_scales
         from .train.config import load_config, parse_overrides
-        cfg = load_config(None, {"task": "adding", "seq_len": 100, **parse_overrides(args.set or [])})
+        cfg = load_config(None, {"task": "adding", **parse_overrides(args.set or [])})
         result = step_scales.step_scales(cfg)
         print(json.dumps(result, indent=1) if args.json else step_scales.to_markdown(result))
         return 0
     if args.recipe == "first-steps":
         from .experiments import first_steps
         from .train.config import load_config, parse_overrides
-        cfg = load_config(None, {"task": "adding", "seq_len": 100, "optimizer": "path-sgd", "seed": 1,
+        cfg = load_config(None, {"task": "adding", "optimizer": "path-sgd", "seed": 1,
                                  **parse_overrides(args.set or [])})
         if cfg.optimizer != "path-sgd":
             raise ValueError(f"first-steps measures Path-SGD's steps: optimizer must be path-sgd, got {cfg.optimizer}")
@@ -467,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `plainrnn report … | head`: the reader left; stop quietly (and keep Python's exit-time flush
+        # of stdout from raising again), as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except _input_errors() as e:
         if os.environ.get("PLAINRNN_TRACEBACK"):
             raise

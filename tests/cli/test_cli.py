@@ -85,3 +85,15 @@ def test_a_traceback_on_request(monkeypatch):
     monkeypatch.setenv("PLAINRNN_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError):
         main(["report", "/nonexistent/runs"])
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`plainrnn reproduce --help | head -1`-style pipes: the closed pipe ends the command quietly."""
+    import os
+    read, write = os.pipe()
+    os.close(read)  # the reader is already gone
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "step-scales", "--set", "seq_len=10",
+                          "--set", "hidden=4"], stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+    assert out.returncode == 141
