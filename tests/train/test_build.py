@@ -53,3 +53,29 @@ def test_the_adding_study_options_reach_the_model_and_the_optimizer():
                          (dict(path_lr_scale="sometimes"), "path_lr_scale must be path_norm, path_norm_now or none")):
         with pytest.raises(ValueError, match=message):
             RunConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("model", ["spectral", "relu"])
+@pytest.mark.parametrize("written", ["none", "None", "NONE"])
+def test_nonlinearity_none_is_the_linear_recurrence_not_the_default(model, written):
+    """`nonlinearity: none` (YAML, --set, --grid, a recipe) asks for the identity transition. Read as
+    "unset", it silently became tanh, and the 2017 copy runs trained a tanh network."""
+    from plainrnn.train.config import load_config
+    cfg = load_config(None, {"model": model, "nonlinearity": written, "task": "copy", "seq_len": 5})
+    assert cfg.nonlinearity == "none" and cfg.resolved_nonlinearity() == "none"
+    spec = TaskSpec(name="copy", input_size=10, output_size=9, output="all", seq_len=25, metric_name="copy_accuracy",
+                    lower_is_better=False)
+    assert build_model(cfg, spec, init_generator(0)).nonlinearity == "none"
+    unset = load_config(None, {"model": model, "nonlinearity": None})
+    assert unset.nonlinearity is None and unset.resolved_nonlinearity() == ("tanh" if model == "spectral" else "relu")
+    assert load_config(None, {"margin": written}).margin is None  # where "none" means unset, it still does
+
+
+def test_the_2017_copy_recipes_run_without_a_transition_nonlinearity(tmp_path):
+    from plainrnn.experiments.recipes import RECIPES, plan_of
+    from plainrnn.experiments.sweep import build_trials
+    from plainrnn.train.config import load_config
+    for name in ("orth-copy", "orth-copy-500", "orth-fig2", "orth-fig4a", "orth-fig4b", "orth-fig4c", "orth-fig4d"):
+        plan = plan_of(name)
+        base = load_config(None, {**RECIPES[name]["base"], **plan["overrides"], "out": str(tmp_path)})
+        assert {t["config"]["nonlinearity"] for t in build_trials(base, plan["grid"], 1, tmp_path)} == {"none"}, name

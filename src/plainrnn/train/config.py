@@ -143,14 +143,20 @@ class RunConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
 
+# Fields for which the word "none" is one of the choices. Elsewhere "none" means unset (margin=none: free
+# singular values); read that way, nonlinearity=none became unset and so tanh, and runs asked for a
+# linear recurrence trained a tanh one.
+_NONE_IS_A_WORD = ("nonlinearity", "path_lr_scale")
+
+
 def _coerce(field: str, value, annotation: str):
     """Turns a YAML or command-line value into the field's type, or says what was expected."""
     kinds = [k.strip() for k in str(annotation).split("|")]
+    if isinstance(value, str) and value.lower() == "none" and field in _NONE_IS_A_WORD:
+        return "none"  # a choice of these fields (the identity transition, no lr scale), not an unset value
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
         if "None" in kinds:
             return None
-        if kinds == ["str"] and isinstance(value, str) and value.lower() == "none":
-            return "none"  # a word some string fields allow (path_lr_scale=none), not an empty value
         raise ValueError(f"{field} cannot be empty")
     for kind in kinds:
         try:
