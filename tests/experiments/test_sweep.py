@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -6,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -487,3 +489,19 @@ def test_a_setting_at_its_default_is_named_by_the_key_that_varies(tmp_path):
         (tmp_path / name / "config.json").write_text(json.dumps(dict(config, task="copy", margin=margin)))
     rows = {r["setting"] for r in json.loads(report([str(tmp_path)], fmt="json"))}
     assert rows == {"margin=0.1", "margin=None"}
+
+
+def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run_to_be_mistaken_for_its_own(tmp_path):
+    """A changed config reruns a trial in the same directory; cut short, it must read as resumable or
+    new, never as done with the old run's summary."""
+    from plainrnn.experiments.sweep import trial_state
+    from plainrnn.train import train
+    old = load_config(None, dict(task="adding", seq_len=6, hidden=4, steps=4, eval_every=2, out=str(tmp_path), name="r"))
+    train(old, progress=False)
+    new = load_config(None, dict(task="adding", seq_len=6, hidden=4, steps=4, eval_every=2, lr="1e-2",
+                                 out=str(tmp_path), name="r"))
+    with mock.patch("plainrnn.train.loop.evaluate", side_effect=KeyboardInterrupt):  # killed at its first evaluation
+        with pytest.raises(KeyboardInterrupt):
+            train(new, progress=False)
+    assert not (tmp_path / "r" / "summary.json").exists()
+    assert trial_state(dataclasses.asdict(new)) == "new"
