@@ -10,9 +10,10 @@ of the 2017 paper's copy experiments, Fig. 4 left). Each layer has one bias b^i,
 constant-1 node (footnote 1), so the path norm counts it exactly once.
 
 The recurrence runs in PyTorch's fused RNN kernel (``torch._VF.rnn_relu`` / ``rnn_tanh``), the one
-``torch.nn.RNN`` uses; the linear one in :func:`plainrnn.nets.recurrence.recurrence`, the explicit
-forward and backward loops that SpectralRNN uses for it. That kernel wants two biases per layer; we hand it our single bias plus a
-zero buffer, which changes nothing numerically and keeps one bias per layer as a parameter.
+``torch.nn.RNN`` uses (the linear one in :func:`plainrnn.nets.recurrence.recurrence`, the explicit
+forward and backward loops that SpectralRNN uses for it). The fused kernel wants two biases per layer;
+we hand it our single bias plus a zero buffer, which changes nothing numerically and keeps one bias
+per layer as a parameter.
 
 Token inputs (``vocab_size=V``): the input is a [B, T] tensor of token ids and the first layer's input
 weight W_in^1 is H×V, so that token k enters as the k-th column of W_in^1 – exactly a one-hot input,
@@ -118,8 +119,11 @@ class ReLURNN(RecurrentModel):
             x = nn.functional.embedding(x, self.weight_ih(0).t())
         if self.nonlinearity == "none":  # no fused kernel is linear: h_t = drive_t + W_rec h_{t−1}
             for k in range(self.num_layers):
-                w_ih = self._eye if (k == 0 and self.vocab_size is not None) else self.weight_ih(k)
-                x = recurrence(nn.functional.linear(x, w_ih, self.layer_bias(k)), self.weight_hh(k), "none")
+                if k == 0 and self.vocab_size is not None:  # already W_in^1's columns: no identity product
+                    drive = x if self.layer_bias(0) is None else x + self.layer_bias(0)
+                else:
+                    drive = nn.functional.linear(x, self.weight_ih(k), self.layer_bias(k))
+                x = recurrence(drive, self.weight_hh(k), "none")
             return x
         h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
         rnn = torch._VF.rnn_relu if self.nonlinearity == "relu" else torch._VF.rnn_tanh
