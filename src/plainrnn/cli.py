@@ -109,8 +109,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         type=_number(float, 0, True))
     add("--eval-every", "evaluate on the validation and test sets every N steps", d.eval_every, type=_number(int, 1))
     add("--eval-limit", "evaluate on at most N validation and test examples", "all", type=_number(int, 1))
-    add("--eval-train", "image sets: also evaluate on the first --eval-limit training examples (the 2015 paper's "
-        "training cross-entropy and error)", "off", action="store_true")
+    add("--eval-train", "real data: also evaluate on the first --train-eval-limit training examples (the 2015 paper's "
+        "training cross-entropy and error, the 2016 paper's training perplexity)", "off", action="store_true")
+    add("--train-eval-limit", "with --eval-train: evaluate on at most N training examples", "--eval-limit",
+        type=_number(int, 1))
     add("--full-train", "image sets: train on the validation split too (the 2015 paper, once the step size is "
         "chosen); validation numbers are then not held out", "off", action="store_true")
     add("--checkpoint-every", "write an atomic checkpoint every N steps", "at every evaluation", type=_number(int, 1))
@@ -345,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", type=_choice(("md", "csv", "json")), default="md", help="md, csv or json (default: md)")
     rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none)")
     rep.add_argument("--curves", action="store_true",
-                     help="also print each run's evaluations: test metric, and for image-set runs with --eval-train "
-                          "training cross-entropy, training error and test error (%%) per epoch")
+                     help="also print each run's evaluations: test metric, and for runs with --eval-train the training "
+                          "metric beside it (image sets: training cross-entropy, training error and test error "
+                          "(%%) per epoch)")
     rep.add_argument("--reach", type=_number(float), default=None, metavar="X",
                      help="add the steps each setting needed to first reach test metric X (≤ X for losses, ≥ X "
                           "for accuracies), median over the seeds that did, e.g. --reach 0.01 on adding")

@@ -158,7 +158,12 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
                                  ylabel=f"test {task_rows[0]['metric']}", title=task,
                                  log_y=task_rows[0]["lower_is_better"], epoch_steps=epoch_steps)
             if any("train_eval_loss" in rec for records in curves.values() for rec in records):
-                plot_mlp_panels(curves, Path(plots_dir) / f"{task}_panels.png", title=task)
+                if task_rows[0]["lower_is_better"]:  # language models: training perplexity/BPC (2016, Fig. 2)
+                    plot_learning_curves(curves, Path(plots_dir) / f"{task}_train_curves.png",
+                                         metric="train_eval_metric", ylabel=f"training {task_rows[0]['metric']}",
+                                         title=f"{task}: on the training set", epoch_steps=epoch_steps)
+                else:  # classifiers: the 2015 paper's three panels
+                    plot_mlp_panels(curves, Path(plots_dir) / f"{task}_panels.png", title=task)
     if fmt == "json":
         return json.dumps([{k: v for k, v in r.items() if k != "run_dirs"} for r in rows], indent=1)
     if fmt == "csv":
@@ -193,7 +198,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
 def curves_table(paths: list[str]) -> str:
     """Each run's evaluations as a markdown table, one row per run: per epoch (image sets evaluated on
     their training set: "training CE / training error % / test error %") or per evaluated step (the
-    test metric). A diverged run ends in its reason."""
+    test metric; "training / test" metric for language models evaluated on their training set). A
+    diverged run ends in its reason."""
     runs = find_runs(paths)
     configs = [read_config(run) for run in runs]
     varying = {k for k in _LABEL_KEYS if len({json.dumps(c.get(k)) for c in configs}) > 1}
@@ -205,7 +211,9 @@ def curves_table(paths: list[str]) -> str:
             if record.get("diverged"):
                 end = f"diverged at step {record['step']} ({record.get('reason', '')})"
                 continue
-            if "train_eval_metric" in record:
+            if "train_eval_metric" in record and "epoch" not in record:  # language models: train / test
+                cells[f"step {record['step']}"] = f"{record['train_eval_metric']:.4g} / {record['test_metric']:.4g}"
+            elif "train_eval_metric" in record:
                 key = f"epoch {record['epoch']:g}"
                 cells[key] = (f"{record['train_eval_loss']:.4g} / {100 * (1 - record['train_eval_metric']):.2f} / "
                               f"{100 * (1 - record['test_metric']):.2f}")

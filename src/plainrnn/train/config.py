@@ -33,7 +33,8 @@ class RunConfig:
     checkpoint_every: int = 0            # atomic checkpoint every N steps (0: at every evaluation)
     tensorboard: bool = False            # also log scalars to <run dir>/tensorboard
     eval_limit: int | None = None        # evaluate on at most this many validation/test examples
-    eval_train: bool = False             # image sets: also evaluate on (the first eval_limit of) the training set
+    eval_train: bool = False             # real data: also evaluate on (the first train_eval_limit of) the training set
+    train_eval_limit: int | None = None  # eval_train on at most this many training examples (None: eval_limit)
     full_train: bool = False             # image sets: train on the validation split too (the 2015 paper, after picking lr)
     seed: int = 0
     device: str = "cpu"                  # cpu, cuda, cuda:N or auto (cuda when torch sees a GPU, else cpu)
@@ -67,15 +68,18 @@ class RunConfig:
             if not cond:
                 raise ValueError(f"{field} must be {allowed}, got {value!r}")
 
-        from ..tasks import FLAT_IMAGES, TASKS
+        from ..tasks import FLAT_IMAGES, SYNTHETIC, TASKS
         need(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
         if (self.task in FLAT_IMAGES) != (self.model == "mlp"):
             raise ValueError(f"task {self.task} needs " + ("--model mlp (flattened images)" if self.task in FLAT_IMAGES
                              else "a recurrent model; --model mlp is for mnist, cifar10, cifar100, svhn"))
         need(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
-        if (self.eval_train or self.full_train) and self.task not in FLAT_IMAGES:
-            raise ValueError(f"eval_train and full_train are for the flat image sets ({', '.join(FLAT_IMAGES)}), "
-                             f"not {self.task}")
+        if self.full_train and self.task not in FLAT_IMAGES:
+            raise ValueError(f"full_train is for the flat image sets ({', '.join(FLAT_IMAGES)}), not {self.task}")
+        if self.eval_train and self.task in SYNTHETIC:
+            # adding and copy draw a new batch every step: there is no training set to evaluate
+            raise ValueError(f"eval_train needs a task with a fixed training set (not {', '.join(SYNTHETIC)}), "
+                             f"got {self.task}")
         if self.model == "mlp" and (self.orth_penalty or self.sv_prior or self.weight_decay or self.grad_norms_every):
             raise ValueError("orth_penalty, sv_prior, weight_decay and grad_norms_every act on recurrent matrices; "
                              "an MLP has none")
@@ -106,6 +110,8 @@ class RunConfig:
         need(self.clip is None or self.clip > 0, "clip", "> 0", self.clip)
         need(self.diverge_above > 0, "diverge_above", "> 0", self.diverge_above)
         need(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", ">= 1", self.eval_limit)
+        need(self.train_eval_limit is None or self.train_eval_limit >= 1, "train_eval_limit", ">= 1",
+             self.train_eval_limit)
         need(self.checkpoint_every >= 0, "checkpoint_every", ">= 0", self.checkpoint_every)
         need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)
         need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)

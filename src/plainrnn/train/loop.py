@@ -244,8 +244,9 @@ def evaluate(run: Run, step: int, train_loss: float, grad_norm: float) -> tuple[
         record["path_unit_clips"] = group.get("path_unit_clips", 0)
     if getattr(task, "train_size", None):  # image sets: curves against epochs, as the papers draw them
         record["epoch"] = round(step * cfg.batch_size / task.train_size, 4)
-    if cfg.eval_train:  # the 2015 paper's panels: training cross-entropy and training error
-        record["train_eval_loss"], record["train_eval_metric"] = task.evaluate(model, "train", limit=cfg.eval_limit)
+    if cfg.eval_train:  # the 2015 paper's training cross-entropy and error; the 2016 paper's training perplexity
+        limit = cfg.train_eval_limit or cfg.eval_limit
+        record["train_eval_loss"], record["train_eval_metric"] = task.evaluate(model, "train", limit=limit)
     record.update(spectral_stats(model))
     if run.log is not None:
         run.log.write(record)
