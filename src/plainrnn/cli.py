@@ -390,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
     repro.add_argument("--budget", type=_choice(("cpu", "full")), default=None,
                        help="cpu: the reduced budget that docs/results.md shows; full: the paper's protocol "
-                            "(default: full, where a recipe has budgets)")
+                            "(default: full). A recipe of one protocol that fits a CPU (orth-copy, orth-fig2, "
+                            "the probes) is both")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
     repro.add_argument("--list", action="store_true",
                        help="print the trials (done, resumable or new) without running them")

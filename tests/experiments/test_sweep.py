@@ -290,10 +290,19 @@ def test_explicit_settings_pair_values_that_belong_together(tmp_path):
         ("sgd", 1.0, 0), ("sgd", 1.0, 1), ("adam", 1e-3, 0), ("adam", 1e-3, 1)]
 
 
-def test_a_budget_a_recipe_lacks_is_one_clear_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "orth-copy", "--budget", "cpu"],
+def test_a_budget_that_is_not_one_is_one_clear_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "orth-copy", "--budget", "tiny"],
                          capture_output=True, text=True)
-    assert out.returncode == 2 and "has no cpu budget" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--budget" in out.stderr and "'tiny'" in out.stderr and "cpu, full" in out.stderr
+
+
+def test_a_recipe_of_one_protocol_takes_either_budget_and_keeps_its_directory(tmp_path):
+    """orth-copy runs the paper's whole schedule on a CPU: `--budget cpu` and `--budget full` are it."""
+    out = subprocess.run([sys.executable, "-m", "plainrnn.cli", "reproduce", "orth-copy", "--budget", "cpu",
+                          "--list", "--set", f"out={tmp_path}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"6 trials in {tmp_path / 'orth-copy'}" in out.stdout
 
 
 def test_reproduce_runs_a_recipe_end_to_end(tmp_path):
@@ -472,12 +481,12 @@ def test_each_budget_of_a_recipe_has_its_own_sweep_directory():
     from plainrnn.experiments.recipes import RECIPES, budget_of
     assert budget_of("adding-study", "cpu") == ("adding-study-cpu", dict(steps=20_000, eval_every=500))
     assert budget_of("adding-study", "full")[0] == "adding-study-full" == budget_of("adding-study")[0]
-    assert budget_of("orth-copy") == ("orth-copy", {})
+    assert budget_of("orth-copy") == budget_of("orth-copy", "cpu") == ("orth-copy", {})
     for name, recipe in RECIPES.items():
         dirs = {budget_of(name, b)[0] for b in recipe.get("budgets", {})}
         assert len(dirs) == len(recipe.get("budgets", {}))
-    with pytest.raises(ValueError, match="orth-copy has no cpu budget; it has only its base protocol"):
-        budget_of("orth-copy", "cpu")
+    with pytest.raises(ValueError, match="adding-study has no tiny budget; it has cpu, full"):
+        budget_of("adding-study", "tiny")
 
 
 def test_a_setting_at_its_default_is_named_by_the_key_that_varies(tmp_path):

@@ -252,14 +252,16 @@ RECIPES: dict[str, dict] = {
 # A budget may also replace the recipe's grid and seed count (a CPU budget runs fewer step sizes); every
 # other key of a budget overrides the base config.
 _PLAN_KEYS = ("grid", "seeds")
+_BUDGET_NAMES = ("cpu", "full")
 
 
 def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
     """The sweep directory's name and the config overrides of recipe ``name`` at ``budget``.
 
     A recipe with budgets runs in ``runs/<name>-<budget>`` (default budget: ``full``), so that a
-    full run never overwrites the cpu run of the same trial; a recipe without budgets runs in
-    ``runs/<name>`` and takes no budget.
+    full run never overwrites the cpu run of the same trial. A recipe without budgets is one protocol
+    that already fits a CPU (orth-copy runs the paper's whole schedule): it runs in ``runs/<name>``,
+    and ``cpu`` and ``full`` both name it.
 
     Args:
         name: a key of :data:`RECIPES`.
@@ -273,17 +275,16 @@ def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
 
     >>> budget_of("adding-study", "cpu")
     ('adding-study-cpu', {'steps': 20000, 'eval_every': 500})
-    >>> budget_of("orth-copy")
-    ('orth-copy', {})
+    >>> budget_of("orth-copy") == budget_of("orth-copy", "cpu") == budget_of("orth-copy", "full")
+    True
     """
     budgets = RECIPES[name].get("budgets", {})
-    if budget is None:
-        budget = "full" if "full" in budgets else None
-    if budget is None:
+    if not budgets and budget in (None, *_BUDGET_NAMES):
         return name, {}
+    if budget is None:
+        budget = "full"
     if budget not in budgets:
-        raise ValueError(f"{name} has no {budget} budget; it has "
-                         + (", ".join(budgets) if budgets else "only its base protocol (no --budget)"))
+        raise ValueError(f"{name} has no {budget} budget; it has {', '.join(budgets) or 'cpu, full (one protocol)'}")
     return f"{name}-{budget}", {k: v for k, v in budgets[budget].items() if k not in _PLAN_KEYS}
 
 
