@@ -57,3 +57,18 @@ def test_eval_train_on_a_task_without_a_training_set_is_refused(tmp_path, capsys
     assert main(["train", "--task", "copy", "--eval-train", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "eval_train" in err[0] and "copy" in err[0]
+
+
+def test_a_limited_language_model_evaluation_spreads_its_windows_over_the_split(text8_cache):
+    """A limit takes windows evenly spaced over the split, not the first ones: PTB's training text, for
+    one, starts harder than the rest, so its head would be a biased sample of training perplexity."""
+    task = make_task("text8", 20, text8_cache)
+    stream = task.streams["train"]
+    n = (len(stream) - 1) // 20
+    x, y = next(task.eval_batches("train", 1000, limit=25))
+    starts = [k * n // 25 * 20 for k in range(25)]
+    assert len(x) == 25 and starts[-1] > 0.9 * len(stream)
+    assert torch.equal(x, torch.stack([stream[s:s + 20].long() for s in starts]))
+    assert torch.equal(y, torch.stack([stream[s + 1:s + 21].long() for s in starts]))
+    every = torch.cat([b for b, _ in task.eval_batches("train", 500)])  # no limit: every window, in order
+    assert len(every) == n and torch.equal(every[1], stream[20:40].long())

@@ -193,8 +193,8 @@ RECIPES: dict[str, dict] = {
         paper="test BPC PTB-c / text8: RNN-ReLU 1.55/1.65, RNN-tanh 1.58/1.70, RNN-Path 1.47/1.58, LSTM 1.41/1.52"),
     # 2016 paper, Fig. 2 (right): SGD against Path-SGD with κ1 and with κ1 + κ2 on word-level PTB, each at
     # the best step of its grid (the paper: "chosen by a grid search"; our grids bracket the probe's best).
-    # Training perplexity as the figure draws it: on the first 3,687 windows of the training stream (as
-    # many tokens as the validation set; the whole 929k would triple the run's time).
+    # Training perplexity as the figure draws it: on 3,687 windows spread evenly over the training text
+    # (as many tokens as the validation set; all 929k would triple the run's time).
     "fig2-kappa2": dict(
         base=dict(task="ptb-word", seq_len=20, batch_size=32, hidden=200, init="uniform", init_scale=0.1,
                   input_scale=0.1, steps=29_000, eval_every=1450, eval_train=True, train_eval_limit=3687),

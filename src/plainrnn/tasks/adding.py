@@ -51,7 +51,7 @@ class AddingTask(Task):
             self._splits[name] = adding_batch(self.eval_size, self.spec.seq_len, g)
         return self._splits[name]
 
-    def eval_batches(self, split, batch_size):
+    def eval_batches(self, split, batch_size, limit=None):  # the first `limit`: evaluate truncates
         x, y = self.split(split)
         for i in range(0, len(x), batch_size):
             yield x[i:i + batch_size], y[i:i + batch_size]

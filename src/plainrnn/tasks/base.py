@@ -34,8 +34,11 @@ class Task:
     def train_batch(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Fixed batches of ``split`` ("valid" or "test")."""
+    def eval_batches(self, split: str, batch_size: int,
+                     limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed batches of ``split`` ("valid", "test", or "train" for a real data set). With ``limit``,
+        a task may choose which ``limit`` examples represent the split (by default :meth:`evaluate`
+        takes the first ones)."""
         raise NotImplementedError
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -57,7 +60,7 @@ class Task:
         count = seen = 0
         param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
         device = param.device if param is not None else None  # evaluate where the model lives
-        for x, y in self.eval_batches(split, batch_size):
+        for x, y in self.eval_batches(split, batch_size, limit):
             if device is not None:
                 x, y = x.to(device), y.to(device)
             if limit is not None:

@@ -59,7 +59,7 @@ class CopyTask(Task):
     def train_batch(self, batch_size, generator):
         return copy_batch(batch_size, self.T, generator)
 
-    def eval_batches(self, split, batch_size):
+    def eval_batches(self, split, batch_size, limit=None):  # the first `limit`: evaluate truncates
         if split not in self._splits:
             g = torch.Generator().manual_seed(_SPLIT_SEEDS[split] + self.T)
             self._splits[split] = copy_batch(self.eval_size, self.T, g)

@@ -135,7 +135,7 @@ class ImageTask(Task):
         idx = torch.randint(len(self.y["train"]), (batch_size,), generator=generator)
         return self._inputs(self.x["train"][idx]), self.y["train"][idx]
 
-    def eval_batches(self, split, batch_size):
+    def eval_batches(self, split, batch_size, limit=None):  # the first `limit`: evaluate truncates
         for i in range(0, len(self.y[split]), batch_size):
             yield self._inputs(self.x[split][i:i + batch_size]), self.y[split][i:i + batch_size]
 

@@ -74,13 +74,18 @@ class LanguageModelTask(Task):
         windows = stream[starts.unsqueeze(1) + torch.arange(L + 1)].long()
         return windows[:, :-1], windows[:, 1:]
 
-    def eval_batches(self, split, batch_size):
+    def eval_batches(self, split, batch_size, limit=None):
+        """Consecutive windows of L tokens from the start of ``split`` (at most ``max_eval_tokens``).
+        With ``limit`` fewer than those, ``limit`` windows spread evenly over them: a corpus is not
+        uniform (PTB's training text starts harder than its test text), so its first windows would be
+        a biased sample of the split."""
         stream, L = self.streams[split], self.spec.seq_len
         n = (len(stream) - 1) // L
         if self.max_eval_tokens:
             n = min(n, max(1, self.max_eval_tokens // L))
-        for i in range(0, n, batch_size):
-            idx = torch.arange(i, min(n, i + batch_size)).unsqueeze(1) * L + torch.arange(L + 1)
+        windows_at = torch.arange(n) if limit is None or limit >= n else torch.arange(limit) * n // limit
+        for i in range(0, len(windows_at), batch_size):
+            idx = windows_at[i:i + batch_size].unsqueeze(1) * L + torch.arange(L + 1)
             windows = stream[idx].long()
             yield windows[:, :-1], windows[:, 1:]
 
@@ -119,7 +124,7 @@ class SentenceTask(LanguageModelTask):
         idx = torch.randint(len(pool), (batch_size,), generator=generator).tolist()
         return self._pad([pool[i] for i in idx])
 
-    def eval_batches(self, split, batch_size):
+    def eval_batches(self, split, batch_size, limit=None):  # the first `limit` sentences: evaluate truncates
         pool = self.sentences[split]
         for i in range(0, len(pool), batch_size):
             yield self._pad(pool[i:i + batch_size])
