@@ -262,10 +262,13 @@ def _cmd_reproduce(args) -> int:
     if args.only:  # a subset of the recipe's settings, in the same sweep directory (the table sees them all)
         grid = only_settings(base, grid, parse_overrides(args.only, flag="--only"))
     if args.list:
-        from .experiments.sweep import build_trials, trial_state
+        from .experiments.sweep import build_trials, trial_progress, trial_state
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         for trial in trials:
-            print(f"{trial_state(trial['config']):<10} {trial['setting']}  seed {trial['config']['seed']}")
+            state = trial_state(trial["config"])
+            reached = trial_progress(trial["config"]) if state == "resumable" else None
+            where = f"  (evaluated to step {reached:,} of {trial['config']['steps']:,})" if reached else ""
+            print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
         print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
         return 0
     result = run_sweep(base, grid, seeds=args.seeds or plan["seeds"], backend=args.backend,

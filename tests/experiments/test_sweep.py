@@ -220,10 +220,12 @@ def test_reproduce_lists_its_trials_as_done_resumable_or_new_and_runs_only_what_
     cut_short.mkdir()
     (cut_short / "config.json").write_text(json.dumps(trials["margin=1"]))
     (cut_short / "checkpoint.pt").touch()
+    (cut_short / "metrics.jsonl").write_text(json.dumps(dict(step=2, test_metric=0.5)) + "\n")
     assert [trial_state(trials[m]) for m in ("margin=0.1", "margin=1", "margin=0")] == ["done", "resumable", "new"]
     listed = subprocess.run(cli + ["--list"], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert listed[:6] == [f"{state:<10} margin={m}  seed {base.seed}" for state, m in [
-        ("new", "0"), ("new", "0.001"), ("new", "0.01"), ("done", "0.1"), ("resumable", "1"), ("new", "none")]]
+    assert listed[:6] == [f"{state:<10} margin={m}  seed {base.seed}" + ("  (evaluated to step 2 of 4)" if m == "1" else "")
+                          for state, m in [("new", "0"), ("new", "0.001"), ("new", "0.01"), ("done", "0.1"),
+                                           ("resumable", "1"), ("new", "none")]]
     assert listed[6] == f"6 trials in {tmp_path / 'orth-copy'}"
     assert not (tmp_path / "orth-copy" / f"margin-0-s{base.seed}").exists()  # --list runs nothing
 

@@ -115,6 +115,15 @@ def trial_state(config: dict) -> str:
         "resumable" if (run_dir / "checkpoint.pt").exists() else "new")
 
 
+def trial_progress(config: dict) -> int | None:
+    """The last evaluated step of a trial's run directory (how far a resumable trial got), else None."""
+    metrics = Path(config["out"]) / RunConfig(**config).run_name() / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    steps = [json.loads(line).get("step") for line in metrics.read_text().splitlines() if line.strip()]
+    return next((s for s in reversed(steps) if isinstance(s, int)), None)
+
+
 def run_trial(config: dict, threads: int = 1) -> dict:
     """One trial in the current process; exceptions become a 'failed' record."""
     import torch
