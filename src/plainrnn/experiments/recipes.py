@@ -242,6 +242,15 @@ RECIPES: dict[str, dict] = {
     "orth-fig4d": dict(base=dict(_ORTH_COPY, seq_len=200, margin=1.0, optimizer="sgd", lr=1e-5),
                        grid=dict(sv_prior=_STRENGTHS_2017), seeds=1, budgets=_FIG4_BUDGETS,
                        paper="singular-value prior with margin 1, T = 200: stable where the prior is not removed"),
+    # 2017 paper, Fig. 5 (appendix): the adding problem at T = 1000 with a ReLU transition, margins 0, 1,
+    # 10, 100 and none; "m = 0 and no margin failed to begin converging beyond baseline MSE within 2000
+    # epochs" (200,000 steps). The cpu budget runs 40 epochs.
+    "orth-fig5": dict(base=dict(_ORTH_2017, task="adding", seq_len=1000, nonlinearity="relu", steps=200_000,
+                                eval_every=1000),
+                      grid=dict(margin=["0", "1", "10", "100", "none"]), seeds=1,
+                      budgets={"cpu": dict(steps=4000, eval_every=100), "full": dict(steps=200_000, eval_every=1000)},
+                      paper="adding T = 1000, ReLU: m = 0 and no margin stay at the baseline MSE for 2000 epochs; "
+                            "m = 1, 10, 100 leave it"),
     # The same at T=500 (Fig. 1, right): 2.5 times longer a step, so the cpu budget runs 40 of the 160 epochs.
     "orth-copy-500": dict(base=dict(_ORTH_COPY, seq_len=500), grid=_MARGINS_2017, seeds=1,
                           budgets={"cpu": dict(steps=4_000, eval_every=100), "full": dict(steps=16_000, eval_every=100)},
