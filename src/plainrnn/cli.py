@@ -109,10 +109,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         type=_number(float, 0, True))
     add("--eval-every", "evaluate on the validation and test sets every N steps", d.eval_every, type=_number(int, 1))
     add("--eval-limit", "evaluate on at most N validation and test examples", "all", type=_number(int, 1))
-    add("--eval-train", "real data: also evaluate on the first --train-eval-limit training examples (the 2015 paper's "
-        "training cross-entropy and error, the 2016 paper's training perplexity)", "off", action="store_true")
-    add("--train-eval-limit", "with --eval-train: evaluate on at most N training examples", "--eval-limit",
-        type=_number(int, 1))
+    add("--eval-train", "real data: also evaluate on the training set (the 2015 paper's training cross-entropy "
+        "and error, the 2016 paper's training perplexity)", "off", action="store_true")
+    add("--train-eval-limit", "with --eval-train: at most N training examples (an image set's first N; N windows "
+        "spread over a text)", "--eval-limit", type=_number(int, 1))
     add("--full-train", "image sets: train on the validation split too (the 2015 paper, once the step size is "
         "chosen); validation numbers are then not held out", "off", action="store_true")
     add("--checkpoint-every", "write an atomic checkpoint every N steps", "at every evaluation", type=_number(int, 1))

@@ -33,7 +33,7 @@ class RunConfig:
     checkpoint_every: int = 0            # atomic checkpoint every N steps (0: at every evaluation)
     tensorboard: bool = False            # also log scalars to <run dir>/tensorboard
     eval_limit: int | None = None        # evaluate on at most this many validation/test examples
-    eval_train: bool = False             # real data: also evaluate on (the first train_eval_limit of) the training set
+    eval_train: bool = False             # real data: also evaluate on (train_eval_limit of) the training set
     train_eval_limit: int | None = None  # eval_train on at most this many training examples (None: eval_limit)
     full_train: bool = False             # image sets: train on the validation split too (the 2015 paper, after picking lr)
     seed: int = 0
