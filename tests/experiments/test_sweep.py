@@ -502,6 +502,21 @@ def test_a_setting_at_its_default_is_named_by_the_key_that_varies(tmp_path):
     assert rows == {"margin=0.1", "margin=None"}
 
 
+def test_what_a_run_is_is_named_even_at_its_default(tmp_path):
+    """The 2017 tables: glorot, orthogonal and identity (the default init) rows, and an LSTM beside the
+    spectral ones. The identity row once read "model=spectral clip=100.0", silent about its init; an
+    option switched off (margin=None, bias at its default) stays unnamed."""
+    for name, init, model, margin in (("o", "orthogonal", "spectral", 0.1), ("g", "glorot", "spectral", None),
+                                      ("i", "identity", "spectral", None), ("l", "orthogonal", "lstm", None)):
+        _fake_run(tmp_path, name, "rmsprop", 0, [0.5, 0.9], lower=False)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps(dict(config, task="pmnist", model=model, init=init,
+                                                                      margin=margin)))
+    rows = {r["setting"] for r in json.loads(report([str(tmp_path)], fmt="json"))}
+    assert rows == {"model=spectral init=orthogonal margin=0.1", "model=spectral init=glorot",
+                    "model=spectral init=identity", "model=lstm init=orthogonal"}
+
+
 def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run_to_be_mistaken_for_its_own(tmp_path):
     """A changed config reruns a trial in the same directory; cut short, it must read as resumable or
     new, never as done with the old run's summary."""

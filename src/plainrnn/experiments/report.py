@@ -60,15 +60,21 @@ def _setting(config: dict) -> tuple:
     return tuple(sorted((k, v) for k, v in config.items() if k not in _IGNORED))
 
 
+# What a run *is* (named whenever it varies, default or not: "init=identity" beside "init=glorot"), as
+# against the options a run switches on (named only when not at their defaults).
+_ALWAYS_NAMED = ("task", "model", "init", "optimizer", "lr")
+
+
 def _label(config: dict, varying: set) -> str:
-    """The keys that tell this setting from the others; a key at its default is left out (optimizer
-    and lr are always named), so that "clip=None max_unit_step=None ..." does not bury what changed."""
+    """The keys that tell this setting from the others; an option at its default is left out, so that
+    "clip=None max_unit_step=None ..." does not bury what changed, but the model, init, optimizer and
+    lr are always named when they vary."""
     import dataclasses
 
     from ..train.config import RunConfig
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     keys = [k for k in _LABEL_KEYS if k in varying
-            and (k in ("optimizer", "lr") or k not in defaults or config.get(k) != defaults[k])]
+            and (k in _ALWAYS_NAMED or k not in defaults or config.get(k) != defaults[k])]
     # A setting whose varying keys all sit at their defaults (margin=None beside margin=0.1) is named by
     # them, not by a key that is the same in every row.
     keys = keys or [k for k in _LABEL_KEYS if k in varying] or ["optimizer"]
