@@ -90,18 +90,30 @@ def steps_to_reach(run: Path, threshold: float, lower_is_better: bool) -> int | 
     return None
 
 
-def test_at_best_valid(run: Path, lower_is_better: bool) -> float | None:
-    """The test metric at the evaluation with the best validation metric (the first, on a tie): the
-    number the papers report for MNIST and PTB ("the model with the best validation score"). None
-    when no evaluation has both."""
+def best_valid_record(run: Path, lower_is_better: bool) -> dict | None:
+    """The evaluation with the best validation metric (the first, on a tie), or None when no
+    evaluation has both a validation and a test metric."""
     best = None
     for row in read_metrics(run):
         valid, test = row.get("valid_metric"), row.get("test_metric")
         if valid is None or test is None or not math.isfinite(valid):
             continue
-        if best is None or (valid < best[0] if lower_is_better else valid > best[0]):
-            best = (valid, test)
-    return None if best is None else best[1]
+        if best is None or (valid < best["valid_metric"] if lower_is_better else valid > best["valid_metric"]):
+            best = row
+    return best
+
+
+def test_at_best_valid(run: Path, lower_is_better: bool) -> float | None:
+    """The test metric at the evaluation with the best validation metric: the number the papers
+    report for MNIST and PTB ("the model with the best validation score")."""
+    best = best_valid_record(run, lower_is_better)
+    return None if best is None else best["test_metric"]
+
+
+def _extra_test_metrics(record: dict) -> dict[str, float]:
+    """A record's further test metrics (test_accuracy beside a language model's bpc), by name."""
+    return {k[len("test_"):]: v for k, v in record.items()
+            if k.startswith("test_") and k not in ("test_metric", "test_loss") and isinstance(v, (int, float))}
 
 
 def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
@@ -128,8 +140,13 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
                          if any(s.get("best_valid_metric") is not None for s in g["summaries"]) else math.nan,
                          median_wall_s=statistics.median(s["wall_s"] for s in g["summaries"]),
                          run_dirs=[str(r) for r in g["runs"]], task=g["config"]["task"], lower_is_better=lower))
-        at_best = [t for t in (test_at_best_valid(run, lower) for run in g["runs"]) if t is not None]
-        rows[-1]["median_test_at_best_valid"] = statistics.median(at_best) if at_best else math.nan
+        best_records = [r for r in (best_valid_record(run, lower) for run in g["runs"]) if r is not None]
+        rows[-1]["median_test_at_best_valid"] = (statistics.median(r["test_metric"] for r in best_records)
+                                                 if best_records else math.nan)
+        extras = sorted({name for r in best_records for name in _extra_test_metrics(r)})
+        rows[-1]["extras_at_best_valid"] = {  # e.g. PTB's accuracy at the point its bpc is reported
+            name: statistics.median(_extra_test_metrics(r)[name] for r in best_records if name in _extra_test_metrics(r))
+            for name in extras}
         if reach is not None:
             steps = [steps_to_reach(run, reach, lower) for run in g["runs"]]
             reached = [k for k in steps if k is not None]
@@ -186,8 +203,9 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
     head = "| setting | metric | diverged | best test | median test | best valid (median) | median wall (s) |"
     if reach is not None:
         head += f" steps to test {'≤' if rows[0]['lower_is_better'] else '≥'} {reach:g} (reached) |"
+    extra_names = sorted({name for r in rows for name in r["extras_at_best_valid"]}) if at_best_valid else []
     if at_best_valid:
-        head += " test at best valid (median) |"
+        head += " test at best valid (median) |" + "".join(f" test {name} there (median) |" for name in extra_names)
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         line = (f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
@@ -197,6 +215,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             line += f" {steps} ({r['reached']}/{r['runs']}) |"
         if at_best_valid:
             line += f" {r['median_test_at_best_valid']:.5g} |"
+            line += "".join(f" {r['extras_at_best_valid'][n]:.5g} |" if n in r["extras_at_best_valid"] else " – |"
+                            for n in extra_names)
         lines.append(line)
     return "\n".join(lines)
 

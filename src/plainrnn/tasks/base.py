@@ -52,12 +52,19 @@ class Task:
         """(mean loss, metric) from the sums; override when the metric is not a plain mean."""
         return loss_sum / count, metric_sum / count
 
+    def extra_sums(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Further metrics a paper reports beside the main one, as sums over the same ``count`` as
+        :meth:`metric_sums` (the 2017 paper gives PTB's accuracy beside its bits per character)."""
+        return {}
+
     @torch.no_grad()
     def evaluate(self, model: Callable, split: str = "test", batch_size: int = 500,
-                 limit: int | None = None) -> tuple[float, float]:
-        """(mean loss, metric) over ``split``; ``limit`` caps the number of sequences/examples."""
+                 limit: int | None = None, extras: dict | None = None) -> tuple[float, float]:
+        """(mean loss, metric) over ``split``; ``limit`` caps the number of sequences/examples. A dict
+        passed as ``extras`` receives the means of :meth:`extra_sums` (e.g. ``{"accuracy": 0.57}``)."""
         loss_sum = metric_sum = 0.0
         count = seen = 0
+        extra_sums: dict[str, float] = {}
         param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
         device = param.device if param is not None else None  # evaluate where the model lives
         for x, y in self.eval_batches(split, batch_size, limit):
@@ -68,6 +75,12 @@ class Task:
                     break
                 x, y = x[:limit - seen], y[:limit - seen]
                 seen += len(x)
-            l, m, n = self.metric_sums(model(x), y)
+            output = model(x)
+            l, m, n = self.metric_sums(output, y)
             loss_sum, metric_sum, count = loss_sum + l, metric_sum + m, count + n
+            if extras is not None:
+                for name, value in self.extra_sums(output, y).items():
+                    extra_sums[name] = extra_sums.get(name, 0.0) + value
+        if extras is not None:
+            extras.update({name: value / count for name, value in extra_sums.items()})
         return self.finish_metric(loss_sum, metric_sum, count)

@@ -96,6 +96,11 @@ class LanguageModelTask(Task):
         ce = torch.nn.functional.cross_entropy(output.flatten(0, 1), target.flatten(), reduction="sum").item()
         return ce, ce, target.numel()
 
+    def extra_sums(self, output, target):
+        """Next-token accuracy (the 2017 paper's PTB tables give it beside bits per character); padding
+        (target −100) never counts as right."""
+        return {"accuracy": float((output.argmax(-1) == target).sum())}
+
     def finish_metric(self, loss_sum, metric_sum, count):
         mean = loss_sum / count
         return mean, (mean / LN2 if self.spec.metric_name == "bpc" else math.exp(min(mean, 700.0)))

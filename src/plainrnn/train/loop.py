@@ -234,10 +234,13 @@ def evaluate(run: Run, step: int, train_loss: float, grad_norm: float) -> tuple[
     logs; a non-finite or exploded evaluation is a divergence."""
     cfg, model, task = run.cfg, run.model, run.task
     model.eval()
-    valid_loss, valid_metric = task.evaluate(model, "valid", limit=cfg.eval_limit)
-    test_loss, test_metric = task.evaluate(model, "test", limit=cfg.eval_limit)
+    valid_extras, test_extras = {}, {}  # the task's further metrics (PTB: accuracy beside bpc)
+    valid_loss, valid_metric = task.evaluate(model, "valid", limit=cfg.eval_limit, extras=valid_extras)
+    test_loss, test_metric = task.evaluate(model, "test", limit=cfg.eval_limit, extras=test_extras)
     record = dict(step=step, train_loss=train_loss, grad_norm=grad_norm, valid_loss=valid_loss,
                   valid_metric=valid_metric, test_loss=test_loss, test_metric=test_metric, wall_s=run.wall_s())
+    record.update({f"valid_{k}": v for k, v in valid_extras.items()})
+    record.update({f"test_{k}": v for k, v in test_extras.items()})
     group = run.optimizer.param_groups[0]
     if "path_backtracks" in group:  # Path-SGD's safeguards: halvings and limited unit steps so far
         record["path_backtracks"] = group["path_backtracks"]
