@@ -517,6 +517,16 @@ def test_what_a_run_is_is_named_even_at_its_default(tmp_path):
                     "model=spectral init=identity", "model=lstm init=orthogonal"}
 
 
+def test_the_soft_constraints_strength_names_the_setting(tmp_path):
+    """Fig. 4 of 2017: rows that differ only by the penalty's or the prior's strength."""
+    for name, strength in (("a", 1e-4), ("b", 10.0)):
+        _fake_run(tmp_path, name, "sgd", 0, [0.5, 0.9], lower=False)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps(dict(config, task="copy", sv_prior=strength)))
+    assert {r["setting"] for r in json.loads(report([str(tmp_path)], fmt="json"))} == {"sv_prior=0.0001",
+                                                                                      "sv_prior=10.0"}
+
+
 def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run_to_be_mistaken_for_its_own(tmp_path):
     """A changed config reruns a trial in the same directory; cut short, it must read as resumable or
     new, never as done with the old run's summary."""

@@ -21,7 +21,7 @@ from .plots import (plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panel
 _IGNORED = ("seed", "name", "out", "data_dir")
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
                "input_scale", "clip", "steps", "nonlinearity", "batch_size", "bias", "path_lr_scale", "path_momentum",
-               "max_path_growth", "max_unit_step")
+               "max_path_growth", "max_unit_step", "orth_penalty", "sv_prior", "weight_decay")
 
 
 def find_runs(paths: list[str]) -> list[Path]:
