@@ -97,6 +97,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--orth-lr", "spectral model: geodesic SGD learning rate on U and V (the 2017 paper's)", d.orth_lr,
         type=_number(float, 0, True))
     add("--orth-penalty", "add λ‖WᵀW − I‖² to the loss (any recurrent model)", d.orth_penalty, type=_number(float, 0))
+    add("--loss-over-time", "mean or sum: how a task with an output at every step (copy, language models) "
+        "combines its per-step losses for training; sum multiplies the gradient by T, as a cost summed over "
+        "time steps does, against the penalties and for SGD's step", d.loss_over_time, type=_choice(("mean", "sum")))
     add("--sv-prior", "add λ Σ(s_i − 1)², a mean-one Gaussian prior on W's singular values", d.sv_prior,
         type=_number(float, 0))
     add("--weight-decay", "add λ‖W‖² on the composite recurrent matrix (the 2017 paper uses 1e-4)", d.weight_decay,

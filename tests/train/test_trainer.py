@@ -91,3 +91,21 @@ def test_gradient_norm_of_huge_but_finite_gradients_is_finite():
     assert gradient_norm(grads).item() == pytest.approx(exact, rel=1e-6)
     assert gradient_norm([torch.ones(2), torch.tensor([3.0])]).item() == pytest.approx(math.sqrt(11), rel=1e-6)
     assert not math.isfinite(gradient_norm([torch.tensor([float("inf"), 1.0])]).item())
+
+
+def test_a_loss_summed_over_time_is_sgd_with_t_times_the_step_and_the_penalty_t_times_lighter(tmp_path):
+    """loss_over_time="sum" trains on Σ_t ℓ_t (mean over the batch): for plain SGD, lr η with penalty λ
+    is exactly the mean loss at lr ηT with penalty λ/T, T the outputs per sequence (copy: seq_len + 20)."""
+    from plainrnn.train.checkpoint import load_checkpoint
+    T = 5 + 20
+    common = dict(task="copy", seq_len=5, hidden=6, steps=3, eval_every=3, optimizer="sgd", momentum=0.0,
+                  input_scale=0.1)
+    summed = train(_cfg(tmp_path / "s", **common, lr=1e-3, orth_penalty=0.5, loss_over_time="sum"), progress=False)
+    meaned = train(_cfg(tmp_path / "m", **common, lr=1e-3 * T, orth_penalty=0.5 / T), progress=False)
+    plain = train(_cfg(tmp_path / "p", **common, lr=1e-3, orth_penalty=0.5), progress=False)
+    weights = [load_checkpoint(f"{r['run_dir']}/checkpoint.pt")["model"] for r in (summed, meaned, plain)]
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=2e-5, atol=1e-6)
+    assert any(not torch.allclose(weights[0][n], weights[2][n]) for n in weights[0])  # the option does something
+    with pytest.raises(ValueError, match="loss_over_time must be mean or sum"):
+        RunConfig(loss_over_time="total").validate()

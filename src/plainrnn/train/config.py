@@ -44,6 +44,7 @@ class RunConfig:
     orth_penalty: float = 0.0            # λ‖WᵀW − I‖² added to the loss (any recurrent model)
     sv_prior: float = 0.0                # λ Σ(s_i − 1)², the mean-one Gaussian prior on singular values
     weight_decay: float = 0.0            # λ‖W‖² on the composite recurrent matrix
+    loss_over_time: str = "mean"         # a task with an output every step: "mean" or "sum" of the per-step losses
     path_lr_scale: str = "path_norm"     # "path_norm" (γ²(w0)), "path_norm_now" (γ² at every κ pass) or "none"
     path_momentum: float = 0.0           # path-sgd: momentum on the path-normalized direction
     bias: bool = True                    # plain RNNs: biases (the 2016 paper's equations have none)
@@ -90,6 +91,7 @@ class RunConfig:
         else:
             need(self.init in RECURRENT_INITS, "init", f"one of {', '.join(RECURRENT_INITS)} for a recurrent model",
                  self.init)
+        need(self.loss_over_time in ("mean", "sum"), "loss_over_time", "mean or sum", self.loss_over_time)
         need(self.nonlinearity in (None,) + NONLINEARITIES, "nonlinearity", ", ".join(NONLINEARITIES), self.nonlinearity)
         if self.nonlinearity in ("oplu", "prelu") and self.model != "spectral":
             raise ValueError(f"nonlinearity {self.nonlinearity} needs --model spectral; relu, tanh and none work on "

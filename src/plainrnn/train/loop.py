@@ -205,6 +205,12 @@ def train_step(run: Run, step: int) -> tuple[float, float] | Divergence:
         x, y = x[run.rank * share:(run.rank + 1) * share], y[run.rank * share:(run.rank + 1) * share]
     x, y = x.to(run.device), y.to(run.device)
     loss = run.task.loss(run.net(x), y)
+    if cfg.loss_over_time == "sum" and run.task.spec.output == "all":
+        # A cost summed over the time steps (and averaged over the batch), as Theano-era code often
+        # wrote it: the mean times the counted outputs per sequence (T; padding, target −100, does not
+        # count), which for plain SGD is T times the step and, beside the penalties below, T times
+        # their relative weight lower.
+        loss = loss * (int((y != -100).sum()) / y.shape[0])
     if cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay:
         loss = loss + recurrent_penalty(model, orth=cfg.orth_penalty, sv_prior=cfg.sv_prior,
                                         weight_decay=cfg.weight_decay)
