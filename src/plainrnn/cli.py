@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="multiply the final test metric in --columns cells (100: the paper's MSE×100)")
     rep.set_defaults(func=_cmd_report)
 
-    from .experiments.recipes import RECIPES
+    from .experiments.recipes import BUDGET_NAMES, RECIPES
     names = ("kappa-table", "step-scales", "first-steps", "invariance-gap", *RECIPES)
     analyses = {
         "kappa-table": "‖κ2‖/‖κ1‖ over T × H at uniform[-0.1, 0.1] init (2016, Fig. 2)",
@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "resumes cut ones;\nshorten one with --set steps=N.")
     repro.add_argument("recipe", type=_choice(names), help=f"one of: {', '.join(names)}")
     repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
-    repro.add_argument("--budget", type=_choice(("cpu", "full")), default=None,
+    repro.add_argument("--budget", type=_choice(BUDGET_NAMES), default=None,
                        help="cpu: the reduced budget that docs/results.md shows; full: the paper's protocol "
                             "(default: full). A recipe of one protocol that fits a CPU (orth-copy, orth-fig2, "
                             "the probes) is both")

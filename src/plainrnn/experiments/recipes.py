@@ -268,7 +268,7 @@ RECIPES: dict[str, dict] = {
 # A budget may also replace the recipe's grid and seed count (a CPU budget runs fewer step sizes); every
 # other key of a budget overrides the base config.
 _PLAN_KEYS = ("grid", "seeds")
-_BUDGET_NAMES = ("cpu", "full")
+BUDGET_NAMES = ("cpu", "full")
 
 
 def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
@@ -295,7 +295,7 @@ def budget_of(name: str, budget: str | None = None) -> tuple[str, dict]:
     True
     """
     budgets = RECIPES[name].get("budgets", {})
-    if not budgets and budget in (None, *_BUDGET_NAMES):
+    if not budgets and budget in (None, *BUDGET_NAMES):
         return name, {}
     if budget is None:
         budget = "full"

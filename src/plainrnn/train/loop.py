@@ -210,7 +210,7 @@ def train_step(run: Run, step: int) -> tuple[float, float] | Divergence:
         # wrote it: the mean times the counted outputs per sequence (T; padding, target −100, does not
         # count), which for plain SGD is T times the step and, beside the penalties below, T times
         # their relative weight lower.
-        loss = loss * (int((y != -100).sum()) / y.shape[0])
+        loss = loss * ((y != -100).sum() / y.shape[0])  # a tensor: no host sync in the step
     if cfg.orth_penalty or cfg.sv_prior or cfg.weight_decay:
         loss = loss + recurrent_penalty(model, orth=cfg.orth_penalty, sv_prior=cfg.sv_prior,
                                         weight_decay=cfg.weight_decay)
