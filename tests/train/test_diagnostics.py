@@ -57,7 +57,11 @@ def test_spectral_stats_and_figures(tmp_path):
     s = model.singular_values(0).detach()
     assert abs(stats["sv_min"] - s.min().item()) < 1e-12 and abs(stats["sv_max"] - s.max().item()) < 1e-12
     assert stats["orth_error"] < 1e-12
-    assert spectral_stats(pr.ReLURNN(2, 3, 1)) == {}
+    plain = pr.ReLURNN(2, 3, 1).double()  # a plain W: its spectrum (Fig. 4, left), no factors to check
+    with torch.no_grad():
+        plain.weight_hh(0).copy_(torch.diag(torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)))
+    assert spectral_stats(plain) == pytest.approx(dict(sv_min=0.5, sv_max=2.0, sv_mean=3.5 / 3, sv_std=(7 / 12) ** 0.5))  # unbiased std
+    assert spectral_stats(pr.LSTM(2, 3, 1)) == {}
     s = train(RunConfig(task="adding", model="spectral", margin=0.1, optimizer="rmsprop", seq_len=8, hidden=8,
                         steps=12, eval_every=4, grad_norms_every=5, out=str(tmp_path)), progress=False)
     run = tmp_path / s["run_dir"].split("/")[-1]

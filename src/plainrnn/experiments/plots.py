@@ -99,7 +99,7 @@ def _draw_spectrum(ax, rows: list[dict], legend: bool = True) -> None:
 
 def plot_spectrum(records: list[dict], path, title: str = "Singular values of W during training") -> Path:
     """Like the 2017 paper's Fig. 3: min, mean ± std and max of W's singular values against step
-    (from the ``sv_*`` fields that spectral runs write to metrics.jsonl)."""
+    (from the ``sv_*`` fields that recurrent runs with a square W write to metrics.jsonl)."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     _draw_spectrum(ax, _spectrum_rows(records))
     return _finish(fig, ax, path, "training step", "singular value", title)
@@ -227,8 +227,8 @@ def plot_mlp_panels(curves: dict[str, list[dict]], path, title: str = "") -> Pat
 
 
 def run_figures(run_dir) -> list[Path]:
-    """The figures a finished run gets: spectrum.png for a spectral model (Fig. 3 of the 2017 paper),
-    grad_norms.png when ‖∂L/∂h_t‖ was recorded (Fig. 2). Returns the files written."""
+    """The figures a finished run gets: spectrum.png for a recurrent model with a square W (Fig. 3 of the
+    2017 paper), grad_norms.png when ‖∂L/∂h_t‖ was recorded (Fig. 2). Returns the files written."""
     run_dir = Path(run_dir)
     written = []
     records = read_metrics(run_dir)

@@ -9,14 +9,22 @@ from ..stiefel import orthogonality_error
 
 @torch.no_grad()
 def spectral_stats(model) -> dict:
-    """sv_min, sv_max, sv_mean, sv_std of W's singular values (first recurrent layer) and orth_error,
-    the max over U and V of ‖UᵀU − I‖. Empty for models without orthogonal factors."""
-    factors = model.orthogonal_parameters() if isinstance(model, RecurrentModel) else []
-    if not factors:
+    """sv_min, sv_max, sv_mean, sv_std of W's singular values (first recurrent layer) for every model with
+    a square transition matrix (SpectralRNN and the plain ReLURNN: Fig. 4 (left) penalizes λ‖WᵀW − I‖²,
+    whose size is Σ(s_i² − 1)², so the spectrum shows what a penalty holds), and, for factorized models,
+    orth_error, the max over U and V of ‖UᵀU − I‖. Empty for the LSTM (four stacked gate blocks, no
+    single W) and for non-recurrent models."""
+    if not isinstance(model, RecurrentModel):
         return {}
-    s = torch.linalg.svdvals(model.recurrent_weight(0).double())
-    return dict(sv_min=s.min().item(), sv_max=s.max().item(), sv_mean=s.mean().item(), sv_std=s.std().item(),
-                orth_error=max(orthogonality_error(M.double()) for M in factors))
+    W = model.recurrent_weight(0)
+    if W.shape[0] != W.shape[1]:
+        return {}
+    s = torch.linalg.svdvals(W.double())
+    stats = dict(sv_min=s.min().item(), sv_max=s.max().item(), sv_mean=s.mean().item(), sv_std=s.std().item())
+    factors = model.orthogonal_parameters()
+    if factors:
+        stats["orth_error"] = max(orthogonality_error(M.double()) for M in factors)
+    return stats
 
 
 def hidden_gradient_norms(model, x: torch.Tensor, y: torch.Tensor, loss_fn) -> list[float]:
