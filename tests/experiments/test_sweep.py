@@ -336,6 +336,20 @@ def test_report_steps_to_reach_a_threshold(tmp_path):
     assert "steps to test ≤ 0.01 (reached)" in md and "| 250 (2/3) |" in md and "| never (0/1) |" in md
 
 
+def test_report_lists_a_sweeps_rows_in_the_order_of_their_numbers(tmp_path):
+    """A sweep over λ ∈ {1e-4, …, 100} writes folders orth_penalty-1e-4-s0 … orth_penalty-100-s0; sorted
+    as strings they read 0.1, 1, 10, 100, 1e-2, 1e-3, 1e-4, a table and a legend nobody can scan."""
+    for value in ("100", "1e-2", "0.1", "1e-4", "10", "1", "1e-3"):
+        run = tmp_path / f"orth_penalty-{value}-s0"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(dict(task="copy", orth_penalty=float(value), seed=0)))
+        (run / "summary.json").write_text(json.dumps(dict(metric="copy_accuracy", diverged=False, test_metric=0.5,
+                                                          wall_s=1.0, lower_is_better=False)))
+        (run / "metrics.jsonl").write_text(json.dumps(dict(step=100, test_metric=0.5)) + "\n")
+    rows = json.loads(report([str(tmp_path)], fmt="json"))
+    assert [r["setting"] for r in rows] == [f"orth_penalty={v}" for v in (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)]
+
+
 def test_report_gives_the_test_metric_at_the_best_validation_point(tmp_path):
     """The papers' MNIST and PTB numbers: test where validation was best, not at the last step."""
     def run(name, seed, valid, test, lower=True):

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -24,7 +25,32 @@ _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", 
                "max_path_growth", "max_unit_step", "orth_penalty", "sv_prior", "weight_decay")
 
 
+# A number in a run folder's name as the sweep writes it: "1e-2", "0.1", "100", the seed's "10" of "s10".
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e-?\d+)?")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key of a run folder's name that reads its numbers as numbers, words after them: the rows of
+    a sweep over λ ∈ {1e-4, …, 100} come out as 1e-4, 1e-3, 1e-2, 0.1, 1, 10, 100 (not 0.1, 1, 10, 100,
+    1e-2, …), margin=none after the numeric margins, seed 10 after seed 2.
+
+    >>> sorted(["p-0.1-s0", "p-1e-2-s0", "p-none-s0", "p-10-s0"], key=natural_key)
+    ['p-1e-2-s0', 'p-0.1-s0', 'p-10-s0', 'p-none-s0']
+    """
+    key, at = [], 0
+    for match in _NUMBER.finditer(name):
+        if match.start() > at:
+            key.append((1, name[at:match.start()], 0.0))
+        key.append((0, "", float(match.group())))
+        at = match.end()
+    if at < len(name):
+        key.append((1, name[at:], 0.0))
+    return tuple(key)
+
+
 def find_runs(paths: list[str]) -> list[Path]:
+    """The run folders (those with a summary.json) given, or under the sweep folders given, each sweep's
+    runs in :func:`natural_key` order."""
     runs = []
     for p in map(Path, paths):
         if not p.exists():
@@ -32,7 +58,7 @@ def find_runs(paths: list[str]) -> list[Path]:
         if (p / "summary.json").exists():
             runs.append(p)
         else:
-            runs.extend(sorted(q.parent for q in p.glob("*/summary.json")))
+            runs.extend(sorted((q.parent for q in p.glob("*/summary.json")), key=lambda r: natural_key(r.name)))
     if not runs:
         raise ValueError(f"no runs (folders with summary.json) under {', '.join(paths)}")
     return runs
