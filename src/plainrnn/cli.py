@@ -164,7 +164,17 @@ def _cmd_sweep(args) -> int:
     print(result["table"])
     print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
           f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
+    _say_busy(result)
     return 0
+
+
+def _say_busy(result: dict) -> None:
+    """Trials that another process was training are not in the table: say so, and how to get them in."""
+    busy = [r for r in result["results"] if r.get("status") == "busy"]
+    if busy:
+        dirs = ", ".join(r["run_dir"] for r in busy[:3]) + (", …" if len(busy) > 3 else "")
+        print(f"{len(busy)} trial(s) left out of this table, being trained by another process ({dirs}): "
+              "rerun this command when they finish to include them", file=sys.stderr)
 
 
 def _cmd_report(args) -> int:
@@ -265,12 +275,14 @@ def _cmd_reproduce(args) -> int:
     if args.only:  # a subset of the recipe's settings, in the same sweep directory (the table sees them all)
         grid = only_settings(base, grid, parse_overrides(args.only, flag="--only"))
     if args.list:
-        from .experiments.sweep import build_trials, trial_progress, trial_state
+        from .experiments.sweep import build_trials, trial_holder, trial_progress, trial_state
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         for trial in trials:
-            state = trial_state(trial["config"])
-            reached = trial_progress(trial["config"]) if state == "resumable" else None
+            state, holder = trial_state(trial["config"]), trial_holder(trial["config"])
+            reached = trial_progress(trial["config"]) if state == "resumable" or holder else None
             where = f"  (evaluated to step {reached:,} of {trial['config']['steps']:,})" if reached else ""
+            if holder:
+                state, where = "running", where + f"  by pid {holder}"
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
         print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
         return 0
@@ -280,6 +292,7 @@ def _cmd_reproduce(args) -> int:
     print(f"\nselected on validation: {result['selected']['setting']} → test {result['selected']['test_metric']:.6g}")
     print(f"the paper: {recipe['paper']}")
     print(f"trials in {result['dir']}; `plainrnn report {result['dir']}` prints the table again")
+    _say_busy(result)
     return 0
 
 
@@ -400,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "the probes) is both")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
     repro.add_argument("--list", action="store_true",
-                       help="print the trials (done, resumable or new) without running them")
+                       help="print the trials (done, resumable, running or new) without running them")
     repro.add_argument("--only", action="append", metavar="KEY=VALUE",
                        help="run only the recipe's settings with this value (repeatable; e.g. seq_len=750)")
     _add_backend_arguments(repro)

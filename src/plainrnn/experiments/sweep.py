@@ -115,6 +115,12 @@ def trial_state(config: dict) -> str:
         "resumable" if (run_dir / "checkpoint.pt").exists() else "new")
 
 
+def trial_holder(config: dict) -> str | None:
+    """The pid of the process training this trial right now (another sweep), else None."""
+    from ..train.lock import run_dir_holder
+    return run_dir_holder(Path(config["out"]) / RunConfig(**config).run_name())
+
+
 def trial_progress(config: dict) -> int | None:
     """The last evaluated step of a trial's run directory (how far a resumable trial got), else None."""
     metrics = Path(config["out"]) / RunConfig(**config).run_name() / "metrics.jsonl"
@@ -130,16 +136,23 @@ def run_trial(config: dict, threads: int = 1) -> dict:
     torch.set_num_threads(threads)  # workers × threads ≤ cores: no oversubscription
     from ..train import train
     from .plots import run_figures
+    from ..train.lock import RunDirBusy, hold_run_dir, run_dir_holder
     cfg = RunConfig(**config)
     run_dir = Path(cfg.out) / cfg.run_name()
-    state = trial_state(config)
-    if state == "done":
+    if trial_state(config) == "done" and run_dir_holder(run_dir) is None:
         return dict(json.loads((run_dir / "summary.json").read_text()), status="reused")
     try:
-        resuming = state == "resumable"  # a trial cut short (killed, machine lost)
-        summary = train(cfg, progress=False, resume_from=run_dir if resuming else None)
-        run_figures(run_dir)
-        return dict(summary, status="resumed" if resuming else "ok")
+        with hold_run_dir(run_dir):
+            state = trial_state(config)  # again, held: another sweep may have finished it meanwhile
+            if state == "done":
+                return dict(json.loads((run_dir / "summary.json").read_text()), status="reused")
+            resuming = state == "resumable"  # a trial cut short (killed, machine lost)
+            summary = train(cfg, progress=False, resume_from=run_dir if resuming else None)
+            run_figures(run_dir)
+            return dict(summary, status="resumed" if resuming else "ok")
+    except RunDirBusy as e:  # another sweep trains it: left to that one, not counted here
+        return dict(status="busy", error=str(e), run_dir=str(run_dir), diverged=False, test_metric=math.nan,
+                    valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)
     except Exception as e:  # noqa: BLE001 – one failing trial must never kill the sweep
         return dict(status="failed", error=f"{e.__class__.__name__}: {e}", run_dir=str(run_dir), diverged=False,
                     test_metric=math.nan, valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)
@@ -252,6 +265,8 @@ def _run_ray(trials, address, progress):
 def summarize(trials: list[dict], results: list[dict]) -> tuple[list[dict], dict]:
     rows: dict[str, dict] = {}
     for trial, res in zip(trials, results):
+        if res.get("status") == "busy":  # being trained by another process: not a result yet
+            continue
         row = rows.setdefault(trial["setting"], dict(setting=trial["setting"], trials=0, diverged=0, failed=0,
                                                      valid=[], test=[], wall=[]))
         row["trials"] += 1

@@ -16,6 +16,7 @@ and :func:`train`, which runs them with checkpoints, then :func:`finish` writes 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from .build import build_model, build_optimizer, init_generator
 from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_text
 from .config import RunConfig
 from .diagnostics import hidden_gradient_norms, spectral_stats
+from .lock import hold_run_dir
 
 
 class MetricsLog:
@@ -279,7 +281,17 @@ def evaluate(run: Run, step: int, train_loss: float, grad_norm: float) -> tuple[
 def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None) -> dict:
     """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
 
-    ``resume_from``: a run directory with a checkpoint to continue."""
+    ``resume_from``: a run directory with a checkpoint to continue. The run directory is held for the
+    whole run (:func:`~plainrnn.train.lock.hold_run_dir`): a second process training into it gets
+    :class:`~plainrnn.train.lock.RunDirBusy` before touching a file."""
+    cfg.validate()  # a bad config is one clear error and leaves no run directory behind
+    writes = int(os.environ.get("RANK", "0")) == 0  # under DDP only rank 0 writes files, so only it holds
+    run_dir = Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name()
+    with hold_run_dir(run_dir) if writes else contextlib.nullcontext():
+        return _train(cfg, progress, resume_from)
+
+
+def _train(cfg: RunConfig, progress: bool | None, resume_from: Path | None) -> dict:
     run = setup(cfg, resume_from)
     divergence, last_eval = None, {}
     bar = tqdm(range(run.first_step, cfg.steps + 1), desc=cfg.run_name(), leave=False, dynamic_ncols=True,
