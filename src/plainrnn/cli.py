@@ -185,7 +185,7 @@ def _cmd_report(args) -> int:
         print(pivot_table(args.runs, args.columns, args.reach, args.scale))
         return 0
     text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach, at_best_valid=args.at_best_valid,
-                  epoch_steps=args.epoch_steps)
+                  epoch_steps=args.epoch_steps, spectrum=args.spectrum)
     if args.curves:
         from .experiments.report import curves_table
         text += "\n\n" + curves_table(args.runs)
@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--at-best-valid", action="store_true",
                      help="add each setting's test metric at its best validation point, median over seeds "
                           "(what the papers report for MNIST and PTB)")
+    rep.add_argument("--spectrum", action="store_true",
+                     help="add W's singular values: min … max (mean ± std) at the last evaluation, and min … max "
+                          "over the run, median over seeds (runs of models with a square W)")
     rep.add_argument("--epoch-steps", type=_number(int, 1), default=None, metavar="N",
                      help="with --plots: a top axis in epochs of N training steps (sMNIST at batch 50: 1100)")
     rep.add_argument("--columns", default=None, metavar="KEY",

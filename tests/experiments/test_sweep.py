@@ -350,6 +350,32 @@ def test_report_lists_a_sweeps_rows_in_the_order_of_their_numbers(tmp_path):
     assert [r["setting"] for r in rows] == [f"orth_penalty={v}" for v in (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)]
 
 
+def test_report_spectrum_gives_the_singular_values_at_the_end_and_over_the_run_median_over_seeds(tmp_path):
+    def run(name, seed, records):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(dict(task="copy", margin=0.1, seed=seed)))
+        (d / "summary.json").write_text(json.dumps(dict(metric="copy_accuracy", diverged=False, test_metric=1.0,
+                                                        wall_s=1.0, lower_is_better=False)))
+        (d / "metrics.jsonl").write_text("".join(json.dumps(dict(step=100 * (i + 1), test_metric=1.0, **r)) + "\n"
+                                                 for i, r in enumerate(records)))
+
+    def sv(lo, hi, mean, std):
+        return dict(sv_min=lo, sv_max=hi, sv_mean=mean, sv_std=std)
+    run("margin-0.1-s0", 0, [sv(0.8, 1.3, 1.0, 0.1), sv(0.9, 1.1, 1.0, 0.05)])  # widest mid-run
+    run("margin-0.1-s1", 1, [sv(0.95, 1.05, 1.0, 0.02), sv(0.93, 1.07, 1.02, 0.03)])
+    run("margin-0.1-s2", 2, [sv(0.97, 1.02, 1.0, 0.01), sv(0.97, 1.03, 1.01, 0.01)])
+    (row,) = json.loads(report([str(tmp_path)], fmt="json"))
+    assert row["spectrum"] == pytest.approx(dict(end_min=0.93, end_max=1.07, end_mean=1.01, end_std=0.03,
+                                                 run_min=0.93, run_max=1.07))
+    md = report([str(tmp_path)], spectrum=True)
+    assert "| 0.9300 … 1.0700 (1.0100 ± 0.0300) | 0.9300 … 1.0700 |" in md
+    run("lstm-s0", 0, [dict()])  # no square W: no spectrum
+    (tmp_path / "lstm-s0" / "config.json").write_text(json.dumps(dict(task="copy", model="lstm", seed=0)))
+    (lstm,) = [line for line in report([str(tmp_path)], spectrum=True).splitlines() if "model=lstm" in line]
+    assert lstm.endswith("| – | – |")
+
+
 def test_report_gives_the_test_metric_at_the_best_validation_point(tmp_path):
     """The papers' MNIST and PTB numbers: test where validation was best, not at the last step."""
     def run(name, seed, valid, test, lower=True):

@@ -136,6 +136,17 @@ def test_at_best_valid(run: Path, lower_is_better: bool) -> float | None:
     return None if best is None else best["test_metric"]
 
 
+def spectrum_summary(run: Path) -> dict | None:
+    """W's singular values as a run recorded them (the ``sv_*`` fields): min, max, mean and std at its
+    last evaluation, and the lowest and highest over the whole run; None when the run recorded none."""
+    records = [r for r in read_metrics(run) if "sv_mean" in r]
+    if not records:
+        return None
+    last = records[-1]
+    return dict(end_min=last["sv_min"], end_max=last["sv_max"], end_mean=last["sv_mean"], end_std=last["sv_std"],
+                run_min=min(r["sv_min"] for r in records), run_max=max(r["sv_max"] for r in records))
+
+
 def _extra_test_metrics(record: dict) -> dict[str, float]:
     """A record's further test metrics (test_accuracy beside a language model's bpc), by name."""
     return {k[len("test_"):]: v for k, v in record.items()
@@ -173,6 +184,9 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
         rows[-1]["extras_at_best_valid"] = {  # e.g. PTB's accuracy at the point its bpc is reported
             name: statistics.median(_extra_test_metrics(r)[name] for r in best_records if name in _extra_test_metrics(r))
             for name in extras}
+        spectra = [x for x in map(spectrum_summary, g["runs"]) if x is not None]
+        rows[-1]["spectrum"] = ({k: statistics.median(x[k] for x in spectra) for k in spectra[0]}
+                                if spectra else None)  # medians over the seeds
         if reach is not None:
             steps = [steps_to_reach(run, reach, lower) for run in g["runs"]]
             reached = [k for k in steps if k is not None]
@@ -182,7 +196,7 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
 
 
 def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reach: float | None = None,
-           at_best_valid: bool = False, epoch_steps: int | None = None) -> str:
+           at_best_valid: bool = False, epoch_steps: int | None = None, spectrum: bool = False) -> str:
     rows = collect(find_runs(paths), reach)
     if plots_dir:
         for task in sorted({r["task"] for r in rows}):
@@ -232,6 +246,8 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
     extra_names = sorted({name for r in rows for name in r["extras_at_best_valid"]}) if at_best_valid else []
     if at_best_valid:
         head += " test at best valid (median) |" + "".join(f" test {name} there (median) |" for name in extra_names)
+    if spectrum:
+        head += " singular values at the end: min … max (mean ± std) | over the run: min … max |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         line = (f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
@@ -243,6 +259,10 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             line += f" {r['median_test_at_best_valid']:.5g} |"
             line += "".join(f" {r['extras_at_best_valid'][n]:.5g} |" if n in r["extras_at_best_valid"] else " – |"
                             for n in extra_names)
+        if spectrum:
+            sv = r["spectrum"]
+            line += (f" {sv['end_min']:.4f} … {sv['end_max']:.4f} ({sv['end_mean']:.4f} ± {sv['end_std']:.4f}) |"
+                     f" {sv['run_min']:.4f} … {sv['run_max']:.4f} |" if sv else " – | – |")
         lines.append(line)
     return "\n".join(lines)
 
