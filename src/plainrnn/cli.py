@@ -273,7 +273,11 @@ def _cmd_reproduce(args) -> int:
     base = load_config(None, {**recipe["base"], **plan["overrides"], **parse_overrides(args.set or [])})
     grid = plan["grid"]
     if args.only:  # a subset of the recipe's settings, in the same sweep directory (the table sees them all)
-        grid = only_settings(base, grid, parse_overrides(args.only, flag="--only"))
+        wanted: dict[str, list[str]] = {}
+        for item in args.only:  # a key given twice keeps either value
+            for key, value in parse_overrides([item], flag="--only").items():
+                wanted.setdefault(key, []).append(value)
+        grid = only_settings(base, grid, wanted)
     if args.list:
         from .experiments.sweep import build_trials, trial_holder, trial_progress, trial_state
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
@@ -418,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--list", action="store_true",
                        help="print the trials (done, resumable, running or new) without running them")
     repro.add_argument("--only", action="append", metavar="KEY=VALUE",
-                       help="run only the recipe's settings with this value (repeatable; e.g. seq_len=750)")
+                       help="run only the recipe's settings with this value (repeatable: keys narrow, values of one "
+                            "key add up; e.g. --only seq_len=750 --only margin=0 --only margin=1)")
     _add_backend_arguments(repro)
     repro.add_argument("--json", action="store_true", help="kappa-table, step-scales: print JSON instead of a markdown table")
     repro.set_defaults(func=_cmd_reproduce)

@@ -200,6 +200,9 @@ def test_only_keeps_the_settings_with_a_value_compared_as_the_config_types_it(tm
     assert len(only_settings(base, recipe["grid"], {"hidden": "100"})) == len(recipe["grid"])
     assert only_settings(base, dict(lr=["1e-2", "1e-3"], init=["identity", "uniform"]), {"init": "uniform"}) == [
         dict(lr="1e-2", init="uniform"), dict(lr="1e-3", init="uniform")]
+    # values of one key add up, keys narrow each other
+    assert only_settings(base, recipe["grid"], {"seq_len": ["100", "750"], "optimizer": "path-adam"}) == [
+        dict(optimizer="path-adam", lr="1e-4", clip=1.0, seq_len=100), dict(optimizer="path-adam", lr="1e-4", clip=1.0, seq_len=750)]
     with pytest.raises(ValueError, match=r"^--only seq_len=500: no setting has it; seq_len takes 100, 400, 750$"):
         only_settings(base, recipe["grid"], {"seq_len": "500"})
     with pytest.raises(ValueError, match="--only: unknown key 'sq'"):
@@ -227,6 +230,9 @@ def test_reproduce_lists_its_trials_as_done_resumable_or_new_and_runs_only_what_
                           for state, m in [("new", "0"), ("new", "0.001"), ("new", "0.01"), ("done", "0.1"),
                                            ("resumable", "1"), ("new", "none")]]
     assert listed[6] == f"6 trials in {tmp_path / 'orth-copy'}"
+    two = subprocess.run(cli + ["--only", "margin=0", "--only", "margin=none", "--list"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert [line.split()[1] for line in two[:-1]] == ["margin=0", "margin=none"]  # --only repeated: either value
     assert not (tmp_path / "orth-copy" / f"margin-0-s{base.seed}").exists()  # --list runs nothing
 
 

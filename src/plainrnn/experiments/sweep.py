@@ -56,10 +56,12 @@ def settings_of(grid: dict | list[dict]) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def only_settings(base: RunConfig, grid: dict | list[dict], only: dict[str, str]) -> list[dict]:
-    """The settings of ``grid`` whose value of each key in ``only`` equals the given one, compared as
-    the config types them (so ``lr=0.001`` picks a setting written ``lr="1e-3"``); a key a setting
-    leaves alone takes the base config's value. ``plainrnn reproduce table2-adding --only seq_len=750``.
+def only_settings(base: RunConfig, grid: dict | list[dict], only: dict[str, str | list[str]]) -> list[dict]:
+    """The settings of ``grid`` whose value of each key in ``only`` equals the given one (or one of the
+    given ones), compared as the config types them (so ``lr=0.001`` picks a setting written
+    ``lr="1e-3"``); a key a setting leaves alone takes the base config's value. Keys narrow each other;
+    values of one key add up: ``--only seq_len=750 --only margin=0 --only margin=1`` keeps T = 750 with
+    margin 0 or 1.
 
     Raises:
         ValueError: a key that is not a config key, or a value no setting has (the message lists the
@@ -71,13 +73,16 @@ def only_settings(base: RunConfig, grid: dict | list[dict], only: dict[str, str]
     settings = settings_of(grid)
     configs = [typed(values) for values in settings]
     kept = list(range(len(settings)))
-    for key, value in only.items():
+    for key, values in only.items():
         key = key.replace("-", "_")
-        want = typed({key: value})[key]
-        have = sorted({str(configs[i][key]) for i in kept})
-        kept = [i for i in kept if configs[i][key] == want]
-        if not kept:
-            raise ValueError(f"--only {key}={value}: no setting has it; {key} takes " + ", ".join(have))
+        wanted = []
+        for value in [values] if isinstance(values, str) else values:
+            want = typed({key: value})[key]  # an unknown key or a bad value raises here
+            if not any(configs[i][key] == want for i in kept):
+                have = sorted({str(configs[i][key]) for i in kept})
+                raise ValueError(f"--only {key}={value}: no setting has it; {key} takes " + ", ".join(have))
+            wanted.append(want)
+        kept = [i for i in kept if configs[i][key] in wanted]
     return [settings[i] for i in kept]
 
 
