@@ -279,7 +279,7 @@ def _cmd_reproduce(args) -> int:
                 wanted.setdefault(key, []).append(value)
         grid = only_settings(base, grid, wanted)
     if args.list:
-        from .experiments.sweep import build_trials, trial_holder, trial_progress, trial_state
+        from .experiments.sweep import build_trials, trial_conflict, trial_holder, trial_progress, trial_state
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         for trial in trials:
             state, holder = trial_state(trial["config"]), trial_holder(trial["config"])
@@ -287,6 +287,8 @@ def _cmd_reproduce(args) -> int:
             where = f"  (evaluated to step {reached:,} of {trial['config']['steps']:,})" if reached else ""
             if holder:
                 state, where = "running", where + f"  by pid {holder}"
+            elif state == "conflict":  # the sweep would refuse to start: say what is in the way
+                where = f"  ({trial_conflict(trial['config'])})"
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
         print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
         return 0
@@ -420,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "the probes) is both")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
     repro.add_argument("--list", action="store_true",
-                       help="print the trials (done, resumable, running or new) without running them")
+                       help="print the trials (done, resumable, running, conflict or new) without running them")
     repro.add_argument("--only", action="append", metavar="KEY=VALUE",
                        help="run only the recipe's settings with this value (repeatable: keys narrow, values of one "
                             "key add up; e.g. --only seq_len=750 --only margin=0 --only margin=1)")

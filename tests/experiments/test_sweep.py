@@ -483,7 +483,9 @@ def test_a_run_made_before_a_config_key_existed_is_still_reused(tmp_path):
     assert run_trial(config)["status"] == "reused"
     old["removed_option"] = 1
     saved.write_text(json.dumps(old))
-    assert run_trial(config)["status"] == "ok"  # a config that no longer fits is run afresh
+    res = run_trial(config)  # a config that no longer fits: its results are kept, not run over
+    assert res["status"] == "failed" and res["error"].endswith("holds the results of another config "
+                                                                "(a config this version cannot read)")
 
 
 def _results_run(root, name, config, finals, diverged=False):

@@ -100,35 +100,72 @@ def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir
     return trials
 
 
-def _same_config(saved: dict, config: dict) -> bool:
-    """Whether a run directory's config is this trial's. A key added to RunConfig since the run was
-    made takes its default, so a new option does not invalidate the runs that never set it."""
+def _differences(saved: dict, config: dict) -> dict[str, tuple] | None:
+    """The keys in which a run directory's config differs from this trial's, as ``{key: (saved, wanted)}``.
+    A key added to RunConfig since the run was made takes its default, so a new option does not set a
+    run apart from the trial it was; None when the saved config has a key RunConfig no longer has."""
     try:
-        return dataclasses.asdict(RunConfig(**saved)) == config
-    except TypeError:  # a key that RunConfig no longer has
-        return False
+        old = dataclasses.asdict(RunConfig(**saved))
+    except TypeError:
+        return None
+    return {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+
+
+def _run_dir(config: dict) -> Path:
+    return Path(config["out"]) / RunConfig(**config).run_name()
 
 
 def trial_state(config: dict) -> str:
-    """``done`` (its summary is there: a sweep reuses it), ``resumable`` (a checkpoint of this very
-    config), or ``new``."""
-    run_dir = Path(config["out"]) / RunConfig(**config).run_name()
+    """Where a trial stands in its run directory:
+
+    - ``done``: its summary is there (a sweep reuses it); also a run that diverged before the end of
+      fewer steps than asked (more steps cannot undo a divergence);
+    - ``resumable``: a checkpoint of this config, cut short; or of this config with fewer ``steps``,
+      which the sweep extends from it (``--set steps=N`` on a finished sweep lengthens its runs);
+    - ``conflict``: the directory holds results of another config, which training this trial would
+      delete (:func:`trial_conflict` says how they differ);
+    - ``new``: nothing of value there.
+    """
+    run_dir = _run_dir(config)
     config_file = run_dir / "config.json"
-    if not (config_file.exists() and _same_config(json.loads(config_file.read_text()), config)):
+    if not config_file.exists():
         return "new"
-    return "done" if (run_dir / "summary.json").exists() else (
-        "resumable" if (run_dir / "checkpoint.pt").exists() else "new")
+    saved = json.loads(config_file.read_text())
+    diff = _differences(saved, config)
+    has_summary, has_checkpoint = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
+    if diff == {}:
+        return "done" if has_summary else ("resumable" if has_checkpoint else "new")
+    if not (has_summary or has_checkpoint):
+        return "new"  # a run that never reached its first checkpoint: nothing to lose
+    if diff is not None and set(diff) == {"steps"} and diff["steps"][0] < diff["steps"][1]:
+        if has_summary and json.loads((run_dir / "summary.json").read_text()).get("diverged"):
+            return "done"
+        if has_checkpoint:
+            return "resumable"
+    return "conflict"
+
+
+def trial_conflict(config: dict) -> str | None:
+    """Why this trial may not train in its run directory, or None: ``"<run dir> holds the results of
+    another config (lr 0.0001 → 0.001)"``."""
+    if trial_state(config) != "conflict":
+        return None
+    run_dir = _run_dir(config)
+    diff = _differences(json.loads((run_dir / "config.json").read_text()), config)
+    what = ("a config this version cannot read" if diff is None else
+            ", ".join(f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items())))
+    return f"{run_dir} holds the results of another config ({what})"
 
 
 def trial_holder(config: dict) -> str | None:
     """The pid of the process training this trial right now (another sweep), else None."""
     from ..train.lock import run_dir_holder
-    return run_dir_holder(Path(config["out"]) / RunConfig(**config).run_name())
+    return run_dir_holder(_run_dir(config))
 
 
 def trial_progress(config: dict) -> int | None:
     """The last evaluated step of a trial's run directory (how far a resumable trial got), else None."""
-    metrics = Path(config["out"]) / RunConfig(**config).run_name() / "metrics.jsonl"
+    metrics = _run_dir(config) / "metrics.jsonl"
     if not metrics.exists():
         return None
     steps = [json.loads(line).get("step") for line in metrics.read_text().splitlines() if line.strip()]
@@ -151,6 +188,8 @@ def run_trial(config: dict, threads: int = 1) -> dict:
             state = trial_state(config)  # again, held: another sweep may have finished it meanwhile
             if state == "done":
                 return dict(json.loads((run_dir / "summary.json").read_text()), status="reused")
+            if state == "conflict":  # run_sweep refuses these up front; here only if one appeared since
+                raise ValueError(trial_conflict(config))
             resuming = state == "resumable"  # a trial cut short (killed, machine lost)
             summary = train(cfg, progress=False, resume_from=run_dir if resuming else None)
             run_figures(run_dir)
@@ -317,6 +356,11 @@ def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local
               address: str | None = None, name: str | None = None, progress: bool = True) -> dict:
     sweep_dir = Path(base.out) / (name or "sweep")
     trials = build_trials(base, grid, seeds, sweep_dir)
+    conflicts = [c for c in (trial_conflict(t["config"]) for t in trials) if c]
+    if conflicts:  # before anything runs: training them would delete those results
+        more = f" (and {len(conflicts) - 1} more trial(s))" if len(conflicts) > 1 else ""
+        raise ValueError(f"{conflicts[0]}{more}; give this sweep its own folder (--set out=DIR, or another "
+                         "--name) or move those runs away")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if backend == "local":
         results = _run_local(trials, workers, progress)

@@ -165,11 +165,12 @@ def setup(cfg: RunConfig, resume_from: Path | None = None) -> Run:
         _restore(run)
     if run.writer:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume_from:
-            # A fresh run in a used directory: the last run's summary and checkpoint must go before the new
-            # config is written, or a sweep would take them for this run's if it were cut short.
-            for stale in ("summary.json", "checkpoint.pt"):
-                (run.run_dir / stale).unlink(missing_ok=True)
+        # The run is not finished until finish() writes its summary: an old one (a fresh run in a used
+        # directory, or a finished run extended with more steps) must go before the new config is
+        # written, or a sweep would take it for this run's if it were cut short. A fresh run's old
+        # checkpoint goes too.
+        for stale in ("summary.json",) if resume_from else ("summary.json", "checkpoint.pt"):
+            (run.run_dir / stale).unlink(missing_ok=True)
         write_json(run.run_dir / "config.json", cfg.to_dict())
         _write_yaml(run.run_dir / "config.yaml", cfg.to_dict())
         keep = run.first_step - 1 if resume_from else None
