@@ -33,6 +33,9 @@ def test_a_rerun_with_another_config_refuses_before_touching_anything(tmp_path):
     with pytest.raises(ValueError, match=r"another config \(steps 4 → 2\)"):  # fewer steps is another config too
         run_sweep(_base(tmp_path, "steps=2"), grid, workers=1, name="s", progress=False)
     assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file() and p.name != ".lock"} == before
+    # where a run is kept is not what it computes: the same sweep from another spelling of its folder
+    same = run_sweep(_base(f"{tmp_path}/.", "steps=4", "tensorboard=true"), grid, workers=1, name="s", progress=False)
+    assert [r["status"] for r in same["results"]] == ["reused", "reused"]
 
 
 def test_more_steps_extend_the_finished_runs_to_the_numbers_of_runs_made_that_long(tmp_path):

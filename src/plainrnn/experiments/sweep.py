@@ -100,6 +100,11 @@ def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir
     return trials
 
 
+# Keys that say where and how a run is kept, not what it computes: the same trial read from another
+# folder or resumed on another device, with or without TensorBoard, is the same trial.
+_INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every")
+
+
 def _differences(saved: dict, config: dict) -> dict[str, tuple] | None:
     """The keys in which a run directory's config differs from this trial's, as ``{key: (saved, wanted)}``.
     A key added to RunConfig since the run was made takes its default, so a new option does not set a
@@ -108,7 +113,7 @@ def _differences(saved: dict, config: dict) -> dict[str, tuple] | None:
         old = dataclasses.asdict(RunConfig(**saved))
     except TypeError:
         return None
-    return {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+    return {k: (old.get(k), v) for k, v in config.items() if k not in _INCIDENTAL and old.get(k) != v}
 
 
 def _run_dir(config: dict) -> Path:
