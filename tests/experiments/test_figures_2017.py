@@ -90,3 +90,18 @@ def test_learning_curves_read_epochs_on_the_top_axis_when_asked(tmp_path, monkey
     assert top.get_xlim() == pytest.approx((0.0, 2.0))  # step 2200 is epoch 2
     plots.plot_learning_curves(curves, tmp_path / "y.png")
     assert seen["axes"] == []
+
+
+def test_learning_curves_cut_only_a_curve_that_exploded_a_decade_above_the_starts(tmp_path, monkeypatch):
+    """The top of a log axis sits a decade above the median starting value only when some curve goes
+    there; calm curves (PTB's bpc from 3.1 to 2.6) keep matplotlib's own tight axis."""
+    import matplotlib.pyplot as plt
+
+    from plainrnn.experiments.plots import plot_learning_curves
+    tops = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: tops.append(fig.axes[0].get_ylim()[1]))
+    calm = {"a": [dict(step=s, test_metric=v) for s, v in [(1, 3.1), (2, 2.8), (3, 2.6)]]}
+    plot_learning_curves(calm, tmp_path / "calm.png")
+    exploded = dict(calm, b=[dict(step=s, test_metric=v) for s, v in [(1, 3.0), (2, 50.0), (3, 1e6)]])
+    plot_learning_curves(exploded, tmp_path / "exploded.png")
+    assert tops[0] < 4 and tops[1] == pytest.approx(10 * 3.1)

@@ -71,8 +71,8 @@ def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "
     if log_y:
         ax.set_yscale("log")
     finite = sorted(v for v in starts if v == v and abs(v) != float("inf") and (v > 0 or not log_y))
-    if finite and log_y:
-        ax.set_ylim(top=10 * finite[len(finite) // 2])  # a decade above the median starting value
+    if finite and log_y:  # at most a decade above the median starting value: only a curve that exploded is cut
+        ax.set_ylim(top=min(ax.get_ylim()[1], 10 * finite[len(finite) // 2]))
     if epoch_steps:
         top = ax.secondary_xaxis("top", functions=(lambda step: step / epoch_steps, lambda epoch: epoch * epoch_steps))
         top.set_xlabel(f"epoch ({epoch_steps:,} steps)")
