@@ -1,6 +1,7 @@
 """One writer per run directory: a second process training into a run directory that another one
 holds gets RunDirBusy before it touches a file; a sweep skips such a trial; a killed holder frees it."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,11 +45,18 @@ def test_a_held_run_directory_refuses_a_second_trainer_until_its_holder_dies(tmp
     assert train(cfg, progress=False)["steps"] == 4
 
 
+def _holder_seen_from_another_process(run_dir):
+    code = f"from plainrnn.train.lock import run_dir_holder; print(run_dir_holder({str(run_dir)!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_the_lock_is_reentrant_within_a_process_and_free_after_it(tmp_path):
     with hold_run_dir(tmp_path / "r") as held:
         with hold_run_dir(tmp_path / "r"):  # a sweep's trial holds it around train(), which takes it too
-            pass
-        assert run_dir_holder(held) is not None
+            assert _holder_seen_from_another_process(held) == str(os.getpid())
+        # leaving the inner hold must not release the outer one
+        assert _holder_seen_from_another_process(held) == str(os.getpid())
+    assert _holder_seen_from_another_process(tmp_path / "r") == "None"
     assert run_dir_holder(tmp_path / "r") is None
     assert run_dir_holder(tmp_path / "never-made") is None and not (tmp_path / "never-made").exists()
 

@@ -183,14 +183,12 @@ def run_trial(config: dict, threads: int = 1) -> dict:
     torch.set_num_threads(threads)  # workers × threads ≤ cores: no oversubscription
     from ..train import train
     from .plots import run_figures
-    from ..train.lock import RunDirBusy, hold_run_dir, run_dir_holder
+    from ..train.lock import RunDirBusy, hold_run_dir
     cfg = RunConfig(**config)
     run_dir = Path(cfg.out) / cfg.run_name()
-    if trial_state(config) == "done" and run_dir_holder(run_dir) is None:
-        return dict(json.loads((run_dir / "summary.json").read_text()), status="reused")
     try:
         with hold_run_dir(run_dir):
-            state = trial_state(config)  # again, held: another sweep may have finished it meanwhile
+            state = trial_state(config)  # read while held: another sweep may have finished it meanwhile
             if state == "done":
                 return dict(json.loads((run_dir / "summary.json").read_text()), status="reused")
             if state == "conflict":  # run_sweep refuses these up front; here only if one appeared since

@@ -286,9 +286,9 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     whole run (:func:`~plainrnn.train.lock.hold_run_dir`): a second process training into it gets
     :class:`~plainrnn.train.lock.RunDirBusy` before touching a file."""
     cfg.validate()  # a bad config is one clear error and leaves no run directory behind
-    writes = int(os.environ.get("RANK", "0")) == 0  # under DDP only rank 0 writes files, so only it holds
+    rank, _ = _distributed()  # under DDP only rank 0 writes files (Run.writer), so only it holds
     run_dir = Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name()
-    with hold_run_dir(run_dir) if writes else contextlib.nullcontext():
+    with hold_run_dir(run_dir) if rank == 0 else contextlib.nullcontext():
         return _train(cfg, progress, resume_from)
 
 
