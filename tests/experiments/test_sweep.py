@@ -589,3 +589,32 @@ def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run_to_be_mis
             train(new, progress=False)
     assert not (tmp_path / "r" / "summary.json").exists()
     assert trial_state(dataclasses.asdict(new)) == "new"
+
+
+def test_report_draws_a_classifiers_test_loss_beside_its_accuracy(tmp_path, monkeypatch):
+    """The 2017 paper's Fig. 6 draws loss curves for s/pMNIST: report draws each setting's test
+    cross-entropy (from the records) next to the accuracy figure, and none for a task scored by a loss."""
+    from plainrnn.experiments import plots
+    from plainrnn.train import RunConfig
+    drawn = {}
+    real = plots.plot_learning_curves
+
+    def spy(curves, path, **kw):
+        drawn[Path(path).name] = {label: [r[kw.get("metric", "test_metric")] for r in records]
+                                  for label, records in curves.items()}
+        return real(curves, path, **kw)
+
+    monkeypatch.setattr("plainrnn.experiments.report.plot_learning_curves", spy)
+    for task, margin, losses in (("smnist", 0.0, (2.0, 1.5)), ("smnist", 1.0, (2.1, 1.2)), ("adding", 0.0, (0.3, 0.2))):
+        run = tmp_path / f"{task}-{margin}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(RunConfig(task=task, model="spectral", margin=margin).to_dict()))
+        accuracy = task != "adding"
+        (run / "summary.json").write_text(json.dumps(dict(test_metric=0.5, metric="accuracy" if accuracy else "mse",
+                                                          lower_is_better=not accuracy, diverged=False, wall_s=1.0)))
+        (run / "metrics.jsonl").write_text("".join(json.dumps(dict(step=100 * (i + 1), test_metric=0.5, test_loss=v)) + "\n"
+                                                   for i, v in enumerate(losses)))
+    report([str(tmp_path)], plots_dir=str(tmp_path / "plots"))
+    assert (tmp_path / "plots" / "smnist_loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(drawn["smnist_loss_curves.png"].values()) == [[2.0, 1.5], [2.1, 1.2]]
+    assert not (tmp_path / "plots" / "adding_loss_curves.png").exists()  # its learning curves are the loss already

@@ -220,6 +220,10 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             plot_learning_curves(curves, Path(plots_dir) / f"{task}_learning_curves.png",
                                  ylabel=f"test {task_rows[0]['metric']}", title=task,
                                  log_y=task_rows[0]["lower_is_better"], epoch_steps=epoch_steps)
+            if not task_rows[0]["lower_is_better"] and any("test_loss" in rec for records in curves.values() for rec in records):
+                # classifiers: the test cross-entropy as well, which the 2017 paper's Fig. 6 draws for s/pMNIST
+                plot_learning_curves(curves, Path(plots_dir) / f"{task}_loss_curves.png", metric="test_loss",
+                                     ylabel="test cross-entropy", title=f"{task}: test loss", epoch_steps=epoch_steps)
             if any("train_eval_loss" in rec for records in curves.values() for rec in records):
                 if task_rows[0]["lower_is_better"]:  # language models: training perplexity/BPC (2016, Fig. 2)
                     plot_learning_curves(curves, Path(plots_dir) / f"{task}_train_curves.png",
