@@ -160,12 +160,19 @@ def _cmd_sweep(args) -> int:
     base = load_config(args.config, parse_overrides(args.set or []))
     grid = parse_grid(args.grid or [])
     result = run_sweep(base, grid, seeds=args.seeds, backend=args.backend, workers=args.workers,
-                       address=args.address, name=args.name, progress=not args.quiet)
+                       address=args.address, name=args.name, progress=not args.quiet, extend=args.extend_from)
+    _say_extended(result, args.extend_from)
     print(result["table"])
     print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
           f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
     _say_busy(result)
     return 0
+
+
+def _say_extended(result: dict, source) -> None:
+    if result.get("extended"):
+        print(f"{len(result['extended'])} trial(s) continued their shorter runs in {source} instead of starting "
+              "over", file=sys.stderr)
 
 
 def _say_busy(result: dict) -> None:
@@ -278,8 +285,12 @@ def _cmd_reproduce(args) -> int:
             for key, value in parse_overrides([item], flag="--only").items():
                 wanted.setdefault(key, []).append(value)
         grid = only_settings(base, grid, wanted)
+    if args.extend_from and not Path(args.extend_from).is_dir():  # before --list reads it
+        raise ValueError(f"--extend-from {args.extend_from}: no such folder; give a sweep's folder, e.g. "
+                         f"runs/{args.recipe}-cpu")
     if args.list:
-        from .experiments.sweep import build_trials, trial_conflict, trial_holder, trial_progress, trial_state
+        from .experiments.sweep import (build_trials, shorter_run, trial_conflict, trial_holder, trial_progress,
+                                        trial_state)
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         for trial in trials:
             state, holder = trial_state(trial["config"]), trial_holder(trial["config"])
@@ -289,11 +300,16 @@ def _cmd_reproduce(args) -> int:
                 state, where = "running", where + f"  by pid {holder}"
             elif state == "conflict":  # the sweep would refuse to start: say what is in the way
                 where = f"  ({trial_conflict(trial['config'])})"
+            elif state == "new" and args.extend_from and (source := shorter_run(trial["config"], args.extend_from)):
+                start = json.loads((source / "config.json").read_text())["steps"]
+                where = f"  (continues {source} from step {start:,})"
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
         print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
         return 0
     result = run_sweep(base, grid, seeds=args.seeds or plan["seeds"], backend=args.backend,
-                       workers=args.workers, address=args.address, name=plan["dir"], progress=True)
+                       workers=args.workers, address=args.address, name=plan["dir"], progress=True,
+                       extend=args.extend_from)
+    _say_extended(result, args.extend_from)
     print(result["table"])
     print(f"\nselected on validation: {result['selected']['setting']} → test {result['selected']['test_metric']:.6g}")
     print(f"the paper: {recipe['paper']}")
@@ -314,6 +330,13 @@ def _cmd_data(args) -> int:
     fetch(args.name, args.data_dir, source_file=args.source, force=args.force,
           say=lambda msg: print(msg, file=sys.stderr, flush=True))
     return 0
+
+
+def _add_extend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--extend-from", metavar="DIR", default=None,
+                   help="another sweep's folder (e.g. runs/adding-study-cpu): a new trial whose run there differs "
+                        "only by fewer steps (and eval_every) continues it from its checkpoint instead of "
+                        "starting over; that folder is left as it was")
 
 
 def _add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -360,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", help="values to sweep (repeatable)")
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     sweep.add_argument("--seeds", type=_number(int, 1), default=1, help="seeds per setting (default: %(default)s)")
+    _add_extend_argument(sweep)
     _add_backend_arguments(sweep)
     sweep.add_argument("--name", default=None, help="sweep directory name under the config's out (default: sweep)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -426,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--only", action="append", metavar="KEY=VALUE",
                        help="run only the recipe's settings with this value (repeatable: keys narrow, values of one "
                             "key add up; e.g. --only seq_len=750 --only margin=0 --only margin=1)")
+    _add_extend_argument(repro)
     _add_backend_arguments(repro)
     repro.add_argument("--json", action="store_true", help="kappa-table, step-scales: print JSON instead of a markdown table")
     repro.set_defaults(func=_cmd_reproduce)

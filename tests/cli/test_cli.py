@@ -72,6 +72,8 @@ def test_demo_prints_a_table_and_writes_the_curve(tmp_path):
     (["sweep", "--grid", "lr"], "plainrnn sweep: error: --grid expects key=v1,v2,..., got 'lr'"),
     (["reproduce", "step-scales", "--set", "hidden=-3"], "plainrnn reproduce: error: hidden"),
     (["train", "--resume", "/nonexistent/run"], "plainrnn train: error: /nonexistent/run: no checkpoint.pt"),
+    (["reproduce", "adding-study", "--list", "--extend-from", "/nonexistent/sweep"],
+     "plainrnn reproduce: error: --extend-from /nonexistent/sweep: no such folder"),
     (["data", "fetch", "cifar10", "--from", "/nonexistent/cifar.tar.gz", "--data-dir", "/tmp/plainrnn-none"],
      "plainrnn data fetch: error:"),
 ])

@@ -83,3 +83,51 @@ def test_list_shows_a_conflict_and_the_cli_refuses_in_one_line(tmp_path):
     out = subprocess.run(cli + ["--set", "lr=1e-3"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert out.stderr.startswith("plainrnn reproduce: error: ") and "give this sweep its own folder" in out.stderr
+
+
+def test_extend_from_continues_another_sweeps_shorter_runs_to_the_numbers_of_a_run_made_that_long(tmp_path):
+    """The full budget from the cpu budget's runs: each new trial whose run in the other folder differs
+    only by fewer steps (and another eval_every) starts from that run's checkpoint, exactly; the other
+    folder is left as it was; a run of another config there is not taken."""
+    from plainrnn.experiments.sweep import extend_from, shorter_run
+    grid = parse_grid(["lr=1e-2,1e-3"])
+    run_sweep(_base(tmp_path / "cpu", "steps=4"), grid, workers=1, name="s", progress=False)
+    run_sweep(_base(tmp_path / "other", "steps=4", "clip=1"), grid, workers=1, name="s", progress=False)
+    cpu_files = {p: p.read_bytes() for p in (tmp_path / "cpu").rglob("*") if p.is_file() and p.name != ".lock"}
+    full = _base(tmp_path / "full", "steps=8", "eval_every=4")
+    res = run_sweep(full, grid, workers=1, name="s", progress=False, extend=tmp_path / "cpu" / "s")
+    assert len(res["extended"]) == 2 and [r["status"] for r in res["results"]] == ["resumed", "resumed"]
+    whole = run_sweep(_base(tmp_path / "whole", "steps=8", "eval_every=4"), grid, workers=1, name="s", progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    for name in ("lr-1e-2-s0", "lr-1e-3-s0"):
+        extended, direct = _metrics(tmp_path / "full" / "s" / name), _metrics(tmp_path / "whole" / "s" / name)
+        assert [r["step"] for r in extended] == [2, 4, 8]  # the cpu run's evaluations, then the full one's
+        assert strip(extended)[1:] == strip(direct)  # steps 4 and 8: the numbers of the run made whole
+        assert strip(extended)[:2] == strip(_metrics(tmp_path / "cpu" / "s" / name))
+    assert {p: p.read_bytes() for p in (tmp_path / "cpu").rglob("*") if p.is_file() and p.name != ".lock"} == cpu_files
+    # another config (clip), the same length, or a longer source: not this trial's beginning
+    (trial,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
+    assert shorter_run(trial["config"], tmp_path / "other" / "s") is None
+    assert shorter_run(trial["config"], tmp_path / "full" / "s") is None
+    assert shorter_run(trial["config"], tmp_path / "cpu" / "s") is not None
+    (short,) = build_trials(_base(tmp_path / "y", "steps=2"), parse_grid(["lr=1e-2"]), 1, tmp_path / "y" / "s")
+    assert extend_from([{"config": short["config"]}], tmp_path / "cpu" / "s") == []
+
+
+def test_extend_from_takes_a_diverged_shorter_run_as_done(tmp_path):
+    """More steps cannot undo a divergence: the trial is done with the shorter run's summary."""
+    grid = parse_grid(["lr=1e3"])
+    short = run_sweep(_base(tmp_path / "cpu", "steps=4", "diverge_above=1.5"), grid, workers=1, name="s", progress=False)
+    assert short["results"][0]["diverged"]
+    res = run_sweep(_base(tmp_path / "full", "steps=8", "diverge_above=1.5"), grid, workers=1, name="s",
+                    progress=False, extend=tmp_path / "cpu" / "s")
+    (result,) = res["results"]
+    assert result["status"] == "reused" and result["diverged"]
+    assert result["run_dir"] == str(tmp_path / "full" / "s" / "lr-1e3-s0")
+
+
+def test_extend_from_a_folder_that_is_not_there_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"^--extend-from \S+: no such folder"):
+        run_sweep(_base(tmp_path, "steps=2"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False,
+                  extend=tmp_path / "nope")
+    assert not (tmp_path / "s").exists()

@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -160,6 +161,61 @@ def trial_conflict(config: dict) -> str | None:
     what = ("a config this version cannot read" if diff is None else
             ", ".join(f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items())))
     return f"{run_dir} holds the results of another config ({what})"
+
+
+# How long a run goes and how often it is judged. A run that differs from a trial in these alone, with
+# fewer steps, is that trial's beginning: `--extend-from` continues it instead of training it again.
+_LENGTH = ("steps", "eval_every")
+
+
+def shorter_run(config: dict, source_dir) -> Path | None:
+    """This trial's finished run in ``source_dir`` (another sweep's folder, e.g. the cpu budget's for the
+    full one) if it differs from the trial only by fewer ``steps`` (and perhaps ``eval_every``) and
+    kept its checkpoint; else None."""
+    run_dir = Path(source_dir) / RunConfig(**config).run_name()
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    diff = _differences(saved, config)
+    if diff is None or not set(diff) <= set(_LENGTH) or not diff.get("steps") or diff["steps"][0] >= diff["steps"][1]:
+        return None
+    return run_dir if (run_dir / "summary.json").exists() and (run_dir / "checkpoint.pt").exists() else None
+
+
+def extend_from(trials: list[dict], source_dir) -> list[Path]:
+    """Start each new trial from its :func:`shorter_run` in ``source_dir``: the shorter run's checkpoint
+    and metrics are copied into the trial's run directory under the trial's own config, so the sweep
+    resumes it from there (``trial_state`` reads ``resumable``); the source is left as it was. The result
+    is the run made that long in one go: batches come from the run's own generator, saved in the
+    checkpoint, and evaluations never touch training (the first steps keep the source's evaluation
+    points). A source that diverged is copied whole, with its summary: more steps cannot undo a
+    divergence, so the trial is done. Trials being trained elsewhere, or whose source is, are left
+    alone. Returns the run directories that were seeded."""
+    from ..train.checkpoint import write_json
+    from ..train.lock import RunDirBusy, hold_run_dir
+    seeded = []
+    for trial in trials:
+        config = trial["config"]
+        source = shorter_run(config, source_dir)
+        if source is None or trial_state(config) != "new":
+            continue
+        target = _run_dir(config)
+        try:
+            with hold_run_dir(source), hold_run_dir(target):
+                if trial_state(config) != "new":  # read while held: another sweep may have started it
+                    continue
+                summary = json.loads((source / "summary.json").read_text())
+                for name in ("metrics.jsonl", "grad_norms.jsonl", *(() if summary.get("diverged") else ("checkpoint.pt",))):
+                    if (source / name).exists():
+                        shutil.copy2(source / name, target / name)
+                if summary.get("diverged"):
+                    write_json(target / "summary.json", dict(summary, run_dir=str(target)))
+                write_json(target / "config.json", RunConfig(**config).to_dict())  # last: the copy is whole
+        except RunDirBusy:
+            continue
+        seeded.append(target)
+    return seeded
 
 
 def trial_holder(config: dict) -> str | None:
@@ -356,7 +412,11 @@ def markdown(table: list[dict]) -> str:
 
 
 def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local", workers: int | None = None,
-              address: str | None = None, name: str | None = None, progress: bool = True) -> dict:
+              address: str | None = None, name: str | None = None, progress: bool = True,
+              extend: str | Path | None = None) -> dict:
+    """Every trial of ``grid`` × ``seeds`` in ``base.out/name``: finished ones reused, cut ones resumed.
+    ``extend``: another sweep's folder whose shorter runs of these trials the new ones continue
+    (:func:`extend_from`; e.g. the cpu budget's 20,000-step runs for the full budget's 100,000)."""
     sweep_dir = Path(base.out) / (name or "sweep")
     trials = build_trials(base, grid, seeds, sweep_dir)
     conflicts = [c for c in (trial_conflict(t["config"]) for t in trials) if c]
@@ -364,7 +424,10 @@ def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local
         more = f" (and {len(conflicts) - 1} more trial(s))" if len(conflicts) > 1 else ""
         raise ValueError(f"{conflicts[0]}{more}; give this sweep its own folder (--set out=DIR, or another "
                          "--name) or move those runs away")
+    if extend is not None and not Path(extend).is_dir():
+        raise ValueError(f"--extend-from {extend}: no such folder; give a sweep's folder, e.g. runs/adding-study-cpu")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    extended = extend_from(trials, extend) if extend is not None else []
     if backend == "local":
         results = _run_local(trials, workers, progress)
     elif backend == "ray":
@@ -379,4 +442,5 @@ def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local
                                         "valid_metric", "test_metric", "wall_s", "run_dir")})) + "\n")
     (sweep_dir / "table.md").write_text(markdown(table) + "\n")
     (sweep_dir / "selected.json").write_text(json.dumps(selected, indent=2) + "\n")
-    return dict(table=markdown(table), rows=table, selected=selected, dir=str(sweep_dir), results=results)
+    return dict(table=markdown(table), rows=table, selected=selected, dir=str(sweep_dir), results=results,
+                extended=[str(d) for d in extended])
