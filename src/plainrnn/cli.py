@@ -171,8 +171,8 @@ def _cmd_sweep(args) -> int:
 
 def _say_extended(result: dict, source) -> None:
     if result.get("extended"):
-        print(f"{len(result['extended'])} trial(s) continued their shorter runs in {source} instead of starting "
-              "over", file=sys.stderr)
+        print(f"{len(result['extended'])} trial(s) taken from their runs in {', '.join(source)} instead of starting over",
+              file=sys.stderr)
 
 
 def _say_busy(result: dict) -> None:
@@ -285,11 +285,11 @@ def _cmd_reproduce(args) -> int:
             for key, value in parse_overrides([item], flag="--only").items():
                 wanted.setdefault(key, []).append(value)
         grid = only_settings(base, grid, wanted)
-    if args.extend_from and not Path(args.extend_from).is_dir():  # before --list reads it
-        raise ValueError(f"--extend-from {args.extend_from}: no such folder; give a sweep's folder, e.g. "
-                         f"runs/{args.recipe}-cpu")
+    for folder in args.extend_from or []:  # before --list reads them
+        if not Path(folder).is_dir():
+            raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, e.g. runs/{args.recipe}-cpu")
     if args.list:
-        from .experiments.sweep import (build_trials, shorter_run, trial_conflict, trial_holder, trial_progress,
+        from .experiments.sweep import (build_trials, earlier_run, trial_conflict, trial_holder, trial_progress,
                                         trial_state)
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         for trial in trials:
@@ -300,9 +300,10 @@ def _cmd_reproduce(args) -> int:
                 state, where = "running", where + f"  by pid {holder}"
             elif state == "conflict":  # the sweep would refuse to start: say what is in the way
                 where = f"  ({trial_conflict(trial['config'])})"
-            elif state == "new" and args.extend_from and (source := shorter_run(trial["config"], args.extend_from)):
+            elif state == "new" and args.extend_from and (source := earlier_run(trial["config"], args.extend_from)):
                 start = json.loads((source / "config.json").read_text())["steps"]
-                where = f"  (continues {source} from step {start:,})"
+                where = (f"  (takes {source} as it is)" if start == trial["config"]["steps"] else
+                         f"  (continues {source} from step {start:,})")
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
         print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
         return 0
@@ -333,10 +334,11 @@ def _cmd_data(args) -> int:
 
 
 def _add_extend_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--extend-from", metavar="DIR", default=None,
-                   help="another sweep's folder (e.g. runs/adding-study-cpu): a new trial whose run there differs "
-                        "only by fewer steps (and eval_every) continues it from its checkpoint instead of "
-                        "starting over; that folder is left as it was")
+    p.add_argument("--extend-from", metavar="DIR", action="append", default=None,
+                   help="another sweep's folder (e.g. runs/adding-study-cpu): a new trial that ran there (found by "
+                        "its config) takes that run as it is, or continues it from its checkpoint if it had fewer "
+                        "steps (and another eval_every), instead of starting over; that folder is left as it was "
+                        "(repeatable: the longest run found is taken)")
 
 
 def _add_backend_arguments(p: argparse.ArgumentParser) -> None:

@@ -89,7 +89,7 @@ def test_extend_from_continues_another_sweeps_shorter_runs_to_the_numbers_of_a_r
     """The full budget from the cpu budget's runs: each new trial whose run in the other folder differs
     only by fewer steps (and another eval_every) starts from that run's checkpoint, exactly; the other
     folder is left as it was; a run of another config there is not taken."""
-    from plainrnn.experiments.sweep import extend_from, shorter_run
+    from plainrnn.experiments.sweep import earlier_run, extend_from
     grid = parse_grid(["lr=1e-2,1e-3"])
     run_sweep(_base(tmp_path / "cpu", "steps=4"), grid, workers=1, name="s", progress=False)
     run_sweep(_base(tmp_path / "other", "steps=4", "clip=1"), grid, workers=1, name="s", progress=False)
@@ -105,13 +105,34 @@ def test_extend_from_continues_another_sweeps_shorter_runs_to_the_numbers_of_a_r
         assert strip(extended)[1:] == strip(direct)  # steps 4 and 8: the numbers of the run made whole
         assert strip(extended)[:2] == strip(_metrics(tmp_path / "cpu" / "s" / name))
     assert {p: p.read_bytes() for p in (tmp_path / "cpu").rglob("*") if p.is_file() and p.name != ".lock"} == cpu_files
-    # another config (clip), the same length, or a longer source: not this trial's beginning
+    # another config (clip), the same length at another eval_every, or a longer source: not this trial's run
     (trial,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
-    assert shorter_run(trial["config"], tmp_path / "other" / "s") is None
-    assert shorter_run(trial["config"], tmp_path / "full" / "s") is None
-    assert shorter_run(trial["config"], tmp_path / "cpu" / "s") is not None
+    assert earlier_run(trial["config"], tmp_path / "other" / "s") is None
+    assert earlier_run(trial["config"], tmp_path / "full" / "s") is None
+    assert earlier_run(trial["config"], tmp_path / "cpu" / "s") == tmp_path / "cpu" / "s" / "lr-1e-2-s0"
     (short,) = build_trials(_base(tmp_path / "y", "steps=2"), parse_grid(["lr=1e-2"]), 1, tmp_path / "y" / "s")
-    assert extend_from([{"config": short["config"]}], tmp_path / "cpu" / "s") == []
+    assert extend_from([short], tmp_path / "cpu" / "s") == []
+
+
+def test_extend_from_takes_the_same_trial_of_another_grid_as_it_is_and_the_longest_of_several(tmp_path):
+    """A table that shares cells with a study (the same config under another folder name) takes the
+    study's runs as they are, done; from several folders the longest run is continued."""
+    from plainrnn.experiments.sweep import earlier_run
+    study = run_sweep(_base(tmp_path / "study", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s",
+                      progress=False)
+    table_grid = [dict(lr="1e-2", seq_len=6), dict(lr="1e-2", seq_len=8)]  # another grid: other folder names
+    table = run_sweep(_base(tmp_path / "table", "steps=4"), table_grid, workers=1, name="s", progress=False,
+                      extend=[tmp_path / "study" / "s"])
+    assert [r["status"] for r in table["results"]] == ["reused", "ok"] and len(table["extended"]) == 1
+    taken = tmp_path / "table" / "s" / "lr-1e-2_seq_len-6-s0"
+    assert _metrics(taken) == _metrics(tmp_path / "study" / "s" / "lr-1e-2-s0")
+    assert json.loads((taken / "summary.json").read_text())["run_dir"] == str(taken)
+    assert table["rows"][0]["median_test"] == study["rows"][0]["median_test"]
+    run_sweep(_base(tmp_path / "longer", "steps=6"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
+    (trial,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
+    both = [tmp_path / "study" / "s", tmp_path / "longer" / "s"]
+    assert earlier_run(trial["config"], both) == tmp_path / "longer" / "s" / "lr-1e-2-s0"
+    assert earlier_run(trial["config"], both[::-1]) == tmp_path / "longer" / "s" / "lr-1e-2-s0"
 
 
 def test_extend_from_takes_a_diverged_shorter_run_as_done(tmp_path):

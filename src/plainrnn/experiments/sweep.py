@@ -168,36 +168,57 @@ def trial_conflict(config: dict) -> str | None:
 _LENGTH = ("steps", "eval_every")
 
 
-def shorter_run(config: dict, source_dir) -> Path | None:
-    """This trial's finished run in ``source_dir`` (another sweep's folder, e.g. the cpu budget's for the
-    full one) if it differs from the trial only by fewer ``steps`` (and perhaps ``eval_every``) and
-    kept its checkpoint; else None."""
-    run_dir = Path(source_dir) / RunConfig(**config).run_name()
-    try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    diff = _differences(saved, config)
-    if diff is None or not set(diff) <= set(_LENGTH) or not diff.get("steps") or diff["steps"][0] >= diff["steps"][1]:
-        return None
-    return run_dir if (run_dir / "summary.json").exists() and (run_dir / "checkpoint.pt").exists() else None
+def _folders(source_dirs) -> list[Path]:
+    return [Path(source_dirs)] if isinstance(source_dirs, (str, Path)) else [Path(d) for d in source_dirs]
 
 
-def extend_from(trials: list[dict], source_dir) -> list[Path]:
-    """Start each new trial from its :func:`shorter_run` in ``source_dir``: the shorter run's checkpoint
-    and metrics are copied into the trial's run directory under the trial's own config, so the sweep
-    resumes it from there (``trial_state`` reads ``resumable``); the source is left as it was. The result
-    is the run made that long in one go: batches come from the run's own generator, saved in the
-    checkpoint, and evaluations never touch training (the first steps keep the source's evaluation
-    points). A source that diverged is copied whole, with its summary: more steps cannot undo a
-    divergence, so the trial is done. Trials being trained elsewhere, or whose source is, are left
-    alone. Returns the run directories that were seeded."""
-    from ..train.checkpoint import write_json
+def _runs_in(source_dirs) -> list[tuple[Path, dict]]:
+    runs = []
+    for folder in _folders(source_dirs):
+        for config_file in sorted(folder.glob("*/config.json")):
+            try:
+                runs.append((config_file.parent, json.loads(config_file.read_text())))
+            except (OSError, ValueError):
+                continue
+    return runs
+
+
+def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None = None) -> Path | None:
+    """This trial's finished run in ``source_dirs`` (other sweeps' folders: the cpu budget's for the
+    full one, or another recipe that ran the same trial), found by its config, not its folder name:
+    the same config (the trial itself, taken as it is), or one with fewer ``steps`` (and perhaps
+    another ``eval_every``) that kept its checkpoint (the trial's beginning); of several, the longest.
+    None if there is none."""
+    found: list[tuple[int, Path]] = []
+    for run_dir, saved in _runs_in(source_dirs) if runs is None else runs:
+        diff = _differences(saved, config)
+        if diff is None:
+            continue
+        diff.pop("name", None)  # the folder's name: another grid names the same trial otherwise
+        if not set(diff) <= set(_LENGTH) or not (run_dir / "summary.json").exists():
+            continue
+        had, wants = diff.get("steps", (config["steps"], config["steps"]))
+        if had == wants and not diff or had < wants and (run_dir / "checkpoint.pt").exists():
+            found.append((had, run_dir))
+    return max(found, key=lambda f: f[0])[1] if found else None
+
+
+def extend_from(trials: list[dict], source_dirs) -> list[Path]:
+    """Take each new trial's :func:`earlier_run` in ``source_dirs`` (a folder or several) into the trial's run directory under
+    the trial's own config: the same run as it is (the trial is done), a shorter one with its checkpoint
+    and metrics, so that the sweep resumes it from there (``trial_state`` reads ``resumable``). The
+    source is left as it was. The result is the run made that long in one go: batches come from the
+    run's own generator, saved in the checkpoint, and evaluations never touch training (the first steps
+    keep the source's evaluation points). A shorter run that diverged is taken whole, with its summary:
+    more steps cannot undo a divergence. Trials being trained elsewhere, or whose source is, are left
+    alone. Returns the run directories that were filled."""
+    from ..train.checkpoint import write_json, write_yaml
     from ..train.lock import RunDirBusy, hold_run_dir
-    seeded = []
+    runs = _runs_in(source_dirs)
+    taken = []
     for trial in trials:
         config = trial["config"]
-        source = shorter_run(config, source_dir)
+        source = earlier_run(config, source_dirs, runs)
         if source is None or trial_state(config) != "new":
             continue
         target = _run_dir(config)
@@ -206,16 +227,18 @@ def extend_from(trials: list[dict], source_dir) -> list[Path]:
                 if trial_state(config) != "new":  # read while held: another sweep may have started it
                     continue
                 summary = json.loads((source / "summary.json").read_text())
-                for name in ("metrics.jsonl", "grad_norms.jsonl", *(() if summary.get("diverged") else ("checkpoint.pt",))):
-                    if (source / name).exists():
-                        shutil.copy2(source / name, target / name)
-                if summary.get("diverged"):
+                finished = summary.get("diverged") or RunConfig(**json.loads((source / "config.json").read_text())).steps == config["steps"]
+                for path in source.iterdir():  # metrics, checkpoint, figures, a task's artifacts
+                    if path.is_file() and path.name not in ("config.json", "config.yaml", "summary.json", ".lock"):
+                        shutil.copy2(path, target / path.name)
+                if finished:
                     write_json(target / "summary.json", dict(summary, run_dir=str(target)))
+                write_yaml(target / "config.yaml", RunConfig(**config).to_dict())
                 write_json(target / "config.json", RunConfig(**config).to_dict())  # last: the copy is whole
         except RunDirBusy:
             continue
-        seeded.append(target)
-    return seeded
+        taken.append(target)
+    return taken
 
 
 def trial_holder(config: dict) -> str | None:
@@ -413,10 +436,10 @@ def markdown(table: list[dict]) -> str:
 
 def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local", workers: int | None = None,
               address: str | None = None, name: str | None = None, progress: bool = True,
-              extend: str | Path | None = None) -> dict:
+              extend: str | Path | list | None = None) -> dict:
     """Every trial of ``grid`` × ``seeds`` in ``base.out/name``: finished ones reused, cut ones resumed.
-    ``extend``: another sweep's folder whose shorter runs of these trials the new ones continue
-    (:func:`extend_from`; e.g. the cpu budget's 20,000-step runs for the full budget's 100,000)."""
+    ``extend``: other sweeps' folders (one or a list) whose runs of these trials the new ones take or
+    continue (:func:`extend_from`; e.g. the cpu budget's 20,000-step runs for the full budget's 100,000)."""
     sweep_dir = Path(base.out) / (name or "sweep")
     trials = build_trials(base, grid, seeds, sweep_dir)
     conflicts = [c for c in (trial_conflict(t["config"]) for t in trials) if c]
@@ -424,8 +447,9 @@ def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local
         more = f" (and {len(conflicts) - 1} more trial(s))" if len(conflicts) > 1 else ""
         raise ValueError(f"{conflicts[0]}{more}; give this sweep its own folder (--set out=DIR, or another "
                          "--name) or move those runs away")
-    if extend is not None and not Path(extend).is_dir():
-        raise ValueError(f"--extend-from {extend}: no such folder; give a sweep's folder, e.g. runs/adding-study-cpu")
+    for folder in _folders(extend) if extend is not None else []:
+        if not folder.is_dir():
+            raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, e.g. runs/adding-study-cpu")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     extended = extend_from(trials, extend) if extend is not None else []
     if backend == "local":

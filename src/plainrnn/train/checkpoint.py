@@ -37,6 +37,11 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def write_yaml(path: Path, obj: dict) -> None:
+    import yaml
+    write_text(path, yaml.safe_dump(obj, sort_keys=True))
+
+
 class CheckpointError(ValueError):
     """A file that is not a readable plainrnn checkpoint; the message names it."""
 

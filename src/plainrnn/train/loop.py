@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
 from .build import build_model, build_optimizer, init_generator
-from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_text
+from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_text, write_yaml
 from .config import RunConfig
 from .diagnostics import hidden_gradient_norms, spectral_stats
 from .lock import hold_run_dir
@@ -172,7 +172,7 @@ def setup(cfg: RunConfig, resume_from: Path | None = None) -> Run:
         for stale in ("summary.json",) if resume_from else ("summary.json", "checkpoint.pt"):
             (run.run_dir / stale).unlink(missing_ok=True)
         write_json(run.run_dir / "config.json", cfg.to_dict())
-        _write_yaml(run.run_dir / "config.yaml", cfg.to_dict())
+        write_yaml(run.run_dir / "config.yaml", cfg.to_dict())
         keep = run.first_step - 1 if resume_from else None
         run.log = MetricsLog(run.run_dir / "metrics.jsonl", keep)
         run.grad_log = MetricsLog(run.run_dir / "grad_norms.jsonl", keep) if cfg.grad_norms_every else None
@@ -349,11 +349,6 @@ def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> d
     if steps is not None:
         cfg.steps = steps
     return train(cfg, progress, resume_from=run_dir)
-
-
-def _write_yaml(path: Path, obj: dict) -> None:
-    import yaml
-    write_text(path, yaml.safe_dump(obj, sort_keys=True))
 
 
 def _tensorboard(run_dir: Path):
