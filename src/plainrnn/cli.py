@@ -92,6 +92,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         "fraction is undone and retried at half the size (rescaling-invariant)", "off", type=_number(float, 0, True))
     add("--max-unit-step", "Path-SGD's per-unit trust region ρ: each unit's incoming step is at most ρ times its "
         "incoming weights, measured in the κ metric (rescaling-invariant)", "off", type=_number(float, 0, True))
+    add("--path-lr-nonrecurrent", "Path-SGD on a plain RNN: lr multiplier of every parameter but the recurrent "
+        "matrix (eq. 8 moves the recurrent rows far faster; a fixed factor keeps rescaling invariance)",
+        d.path_lr_nonrecurrent, type=_number(float, 0, True))
     add("--margin", "spectral model: singular values in [1-m, 1+m] (eq. 10); unset: free singular values",
         "unset", type=_number(float, 0))
     add("--orth-lr", "spectral model: geodesic SGD learning rate on U and V (the 2017 paper's)", d.orth_lr,

@@ -18,6 +18,8 @@ from plainrnn.cli import main
     (["--model", "lstm", "--optimizer", "path-sgd"], "needs a plain network"),
     (["--nonlinearity", "oplu"], "needs --model spectral"),
     (["--kappa2", "--optimizer", "sgd"], "kappa2 needs optimizer path-sgd or path-adam"),
+    (["--path-lr-nonrecurrent", "30", "--optimizer", "adam"], "path_lr_nonrecurrent rebalances Path-SGD's steps"),
+    (["--path-lr-nonrecurrent", "0"], "argument --path-lr-nonrecurrent: must be > 0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     with pytest.raises(SystemExit) as exc:

@@ -27,7 +27,7 @@ def _alphas(model, seed=3):
 
 @pytest.mark.parametrize("second_order", [False, True])
 @pytest.mark.parametrize("maker", ["path-sgd", "path-sgd-momentum", "path-normalized-sgd", "path-sgd-scale-now",
-                                   "path-sgd-raw", "path-sgd-safeguard", "path-sgd-unit-step"])
+                                   "path-sgd-raw", "path-sgd-safeguard", "path-sgd-unit-step", "path-sgd-rebalanced"])
 def test_training_is_invariant_to_rescaling(second_order, maker):
     """Theorem 2: 20 Path-SGD steps from w and from T_α(w) give the same function, for every option."""
     def make(model):
@@ -44,6 +44,11 @@ def test_training_is_invariant_to_rescaling(second_order, maker):
         if maker == "path-sgd-unit-step":  # ρ small enough that most unit steps are limited
             return pr.optim.PathSGD(model, lr=0.3, seq_len=7, second_order=second_order, max_unit_step=0.02,
                                     momentum=0.5)
+        if maker == "path-sgd-rebalanced":  # every non-recurrent tensor at 30× (and 3×) lr, within the trust region
+            factors = {name: 30.0 if name.endswith("l0") or "out" in name else 3.0
+                       for name, _ in model.named_parameters() if not name.startswith("weight_hh")}
+            return pr.optim.PathSGD(model, lr=0.05, seq_len=7, second_order=second_order, max_unit_step=0.05,
+                                    lr_multipliers=factors)
         if maker == "path-sgd-momentum":
             return pr.optim.PathSGD(model, lr=0.02, seq_len=7, second_order=second_order, momentum=0.9)
         return pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=7, second_order=second_order, lr=0.05)
@@ -279,3 +284,24 @@ def test_path_sgd_state_loads_with_weights_only_and_resumes_bit_for_bit(make, tm
     _train(clone, lambda m: opt2, batches[2:])
     for p, q in zip(model.parameters(), clone.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_lr_multipliers_step_the_named_parameters_at_lr_times_their_factor():
+    model = _rnn()
+    x, y = _batches(1)[0]
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    kappa = pr.path.kappa(model, seq_len=7)
+    factors = {"weight_ih_l0": 30.0, "weight_out": 30.0, "bias_l1": 0.5}
+    opt = pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_scale=None, lr_multipliers=factors)
+    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.005, 0.01, 0.3])
+    opt.step()
+    for n, p in model.named_parameters():
+        lr = 0.01 * factors.get(n, 1.0)
+        torch.testing.assert_close(p.detach(), before[n] - lr * grads[n] / kappa[n], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"lr_multipliers: weight_hh is not a trainable parameter of the model; "
+                                         r"it has weight_ih_l0, weight_hh_l0"):
+        pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_multipliers={"weight_hh": 2.0})
+    with pytest.raises(ValueError, match=r"lr_multipliers\['weight_out'\] must be a number > 0, got 0"):
+        pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_multipliers={"weight_out": 0})

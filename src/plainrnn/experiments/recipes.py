@@ -55,6 +55,10 @@ _ADDING_STUDY_CASES = [  # most decisive first: a sweep runs its trials in this 
     # Adam's step is blind to a fixed positive factor per coordinate, so Path-Adam is Adam up to κ's
     # drift (tests/optim/test_path_sgd.py): Adam at Path-Adam's lr is its control.
     dict(optimizer="adam", lr="1e-4", clip=1.0),
+    # The spread step-scales measures (recurrent rows ~450× the input and read-out weights' pace), undone by
+    # a fixed lr factor on every non-recurrent tensor: still rescaling-invariant, inside the trust region.
+    dict(optimizer="path-sgd", lr="1e-2", max_unit_step=0.01, path_lr_nonrecurrent=30.0),
+    dict(optimizer="path-sgd", lr="1e-2", max_unit_step=0.01, path_lr_nonrecurrent=300.0),
 ]
 
 # Table 2's rows: the paper's baseline and competitors, RNN-Path as we ran it (κ1, and κ1 + κ2), and the

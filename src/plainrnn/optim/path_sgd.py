@@ -143,6 +143,26 @@ class _PathGeometry:
         return deferred
 
 
+def _param_groups(model, lr: float, multipliers: dict[str, float] | None):
+    """One param group per learning rate: lr, and lr · m for the parameters ``multipliers`` names."""
+    params = _model_params(model)
+    if not multipliers:
+        return params
+    named = {name: param for name, param in model.named_parameters() if param.requires_grad}
+    unknown = sorted(set(multipliers) - set(named))
+    if unknown:
+        raise ValueError(f"lr_multipliers: {', '.join(unknown)} is not a trainable parameter of the model; "
+                         f"it has {', '.join(named)}")
+    for name, factor in multipliers.items():
+        if not (isinstance(factor, (int, float)) and factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"lr_multipliers[{name!r}] must be a number > 0, got {factor!r}")
+    factor_of = {id(param): float(multipliers.get(name, 1.0)) for name, param in named.items()}
+    groups: dict[float, list] = {}
+    for param in params:  # model order within each group
+        groups.setdefault(factor_of[id(param)], []).append(param)
+    return [{"params": ps, "lr": lr * factor} for factor, ps in groups.items()]
+
+
 def _model_params(model):
     # A list, not model.parameters(): a generator would be exhausted by its first use, which is
     # the bug that left the public feedforward Path-SGD code never rescaling anything.
@@ -182,6 +202,11 @@ class PathSGD(Optimizer):
         max_backtracks: halvings allowed per step with ``max_path_growth``.
         example_input: for a model that is not ours, one batch shaped like the real input; κ comes from
             its squared network at the all-ones input of that shape (Theorem 3).
+        lr_multipliers: ``{parameter name: m}`` (names as ``model.named_parameters()`` gives them): those
+            parameters step at lr · m, each distinct m its own param group. A fixed factor per weight
+            tensor keeps Theorem 2 (a rescaled edge's step still scales like the edge), so it is the
+            invariant way to rebalance layers: on the adding problem at init, eq. 8 moves the recurrent
+            rows ~450 times faster than the input and read-out weights (``plainrnn reproduce step-scales``).
         max_unit_step: the per-unit trust region ρ (None: off). Each unit's incoming step is scaled
             down so that its length in the κ metric is at most ρ times that of the unit's incoming
             weights (:meth:`_limit_unit_steps`). It answers the failure measured on the adding problem:
@@ -206,7 +231,7 @@ class PathSGD(Optimizer):
                  momentum: float = 0.0, weight_decay: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
                  lr_scale="path_norm", kappa_every: int = 1, fused: bool | None = None,
                  max_path_growth: float | None = None, max_backtracks: int = 10, max_unit_step: float | None = None,
-                 example_input: torch.Tensor | None = None):
+                 example_input: torch.Tensor | None = None, lr_multipliers: dict[str, float] | None = None):
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
         if momentum < 0:
@@ -242,7 +267,7 @@ class PathSGD(Optimizer):
         self._fused = FusedMLPStep(model) if use_fused else None
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, path_scale=None, path_steps=0, path_backtracks=0, path_unit_clips=0)
-        super().__init__(_model_params(model), defaults)
+        super().__init__(_param_groups(model, lr, lr_multipliers), defaults)
 
     @torch.no_grad()
     def step(self, closure=None):

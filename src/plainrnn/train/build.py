@@ -70,8 +70,10 @@ def build_optimizer(cfg, model: torch.nn.Module, seq_len: int) -> torch.optim.Op
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     if cfg.optimizer == "path-sgd":
-        return PathSGD(model, lr=lr, max_path_growth=cfg.max_path_growth,
-                       max_unit_step=cfg.max_unit_step, momentum=cfg.path_momentum, **path_kw)
+        rebalanced = {name: cfg.path_lr_nonrecurrent for name, _ in model.named_parameters()
+                      if not name.startswith("weight_hh")} if cfg.path_lr_nonrecurrent != 1.0 else None
+        return PathSGD(model, lr=lr, max_path_growth=cfg.max_path_growth, max_unit_step=cfg.max_unit_step,
+                       momentum=cfg.path_momentum, lr_multipliers=rebalanced, **path_kw)
     if cfg.optimizer == "path-adam":
         return PathNormalized(torch.optim.Adam, model, lr=lr, **path_kw)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..nets.init import MLP_INITS, RECURRENT_INITS
@@ -50,6 +51,7 @@ class RunConfig:
     bias: bool = True                    # plain RNNs: biases (the 2016 paper's equations have none)
     max_path_growth: float | None = None # Path-SGD's γ² safeguard: undo and halve a step that raises γ² more than this
     max_unit_step: float | None = None   # Path-SGD's per-unit trust region ρ in the κ metric (None: off)
+    path_lr_nonrecurrent: float = 1.0    # Path-SGD: lr multiplier of every parameter but the recurrent weight_hh
     grad_norms_every: int = 0           # record ‖∂L/∂h_t‖ for every t every N steps (0: never)
     dropout: float = 0.0                 # MLP only: dropout on hidden units (the 2015 paper uses 0.5)
     data_dir: str | None = None          # dataset cache; default $PLAINRNN_DATA or ~/.cache/plainrnn
@@ -138,6 +140,11 @@ class RunConfig:
              self.max_unit_step)
         if self.max_unit_step is not None and self.optimizer != "path-sgd":
             raise ValueError(f"max_unit_step is Path-SGD's trust region; it needs optimizer path-sgd, not {self.optimizer}")
+        need(math.isfinite(self.path_lr_nonrecurrent) and self.path_lr_nonrecurrent > 0, "path_lr_nonrecurrent", "> 0",
+             self.path_lr_nonrecurrent)
+        if self.path_lr_nonrecurrent != 1.0 and (self.optimizer != "path-sgd" or self.model != "relu"):
+            raise ValueError("path_lr_nonrecurrent rebalances Path-SGD's steps on a plain RNN; it needs optimizer "
+                             f"path-sgd and model relu, not {self.optimizer} and {self.model}")
         if self.kappa2 and not self.optimizer.startswith("path"):
             # κ2 only enters a path-normalized step; silently ignoring it would mislead a sweep.
             raise ValueError(f"kappa2 needs optimizer path-sgd or path-adam, not {self.optimizer}")
