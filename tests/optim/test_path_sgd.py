@@ -101,13 +101,18 @@ def test_mlp_training_is_invariant_for_every_p():
         torch.testing.assert_close(a(x), b(x), rtol=1e-9, atol=1e-10)
 
 
-def test_gradients_really_are_divided_by_kappa():
+def _gradients_before_a_step():
+    """A model with the gradient of one batch, and (batch, gradients, weights, κ) before its step."""
     model = _rnn()
     x, y = _batches(1)[0]
     torch.nn.functional.mse_loss(model(x), y).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    kappa = pr.path.kappa(model, seq_len=7)
+    return model, (x, y), grads, before, pr.path.kappa(model, seq_len=7)
+
+
+def test_gradients_really_are_divided_by_kappa():
+    model, (x, y), grads, before, kappa = _gradients_before_a_step()
     opt = pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_scale=None)
     opt.step()
     for n, p in model.named_parameters():
@@ -287,12 +292,7 @@ def test_path_sgd_state_loads_with_weights_only_and_resumes_bit_for_bit(make, tm
 
 
 def test_lr_multipliers_step_the_named_parameters_at_lr_times_their_factor():
-    model = _rnn()
-    x, y = _batches(1)[0]
-    torch.nn.functional.mse_loss(model(x), y).backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    kappa = pr.path.kappa(model, seq_len=7)
+    model, _, grads, before, kappa = _gradients_before_a_step()
     factors = {"weight_ih_l0": 30.0, "weight_out": 30.0, "bias_l1": 0.5}
     opt = pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_scale=None, lr_multipliers=factors)
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.005, 0.01, 0.3])
