@@ -356,6 +356,24 @@ def test_report_lists_a_sweeps_rows_in_the_order_of_their_numbers(tmp_path):
     assert [r["setting"] for r in rows] == [f"orth_penalty={v}" for v in (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)]
 
 
+def test_report_names_every_key_that_tells_settings_apart(tmp_path):
+    """Two settings that differ only in a key outside the label's usual list (a new option such as
+    path_lr_nonrecurrent, or loss_over_time) get two names, not one name twice; where a run was kept
+    (out, device) is never named."""
+    from plainrnn.train import RunConfig
+    for i, (factor, loss_over_time) in enumerate(((1.0, "mean"), (30.0, "mean"), (1.0, "sum"))):
+        run = tmp_path / f"r{i}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(RunConfig(
+            optimizer="path-sgd", path_lr_nonrecurrent=factor, loss_over_time=loss_over_time, out=f"o{i}",
+            device=("cpu", "auto")[i % 2]).to_dict()))
+        (run / "summary.json").write_text(json.dumps(dict(metric="mse", diverged=False, test_metric=0.1 * (i + 1),
+                                                          wall_s=1.0, lower_is_better=True)))
+        (run / "metrics.jsonl").write_text(json.dumps(dict(step=100, test_metric=0.1)) + "\n")
+    labels = [r["setting"] for r in json.loads(report([str(tmp_path)], fmt="json"))]
+    assert labels == ["loss_over_time=mean path_lr_nonrecurrent=1.0", "path_lr_nonrecurrent=30.0", "loss_over_time=sum"]
+
+
 def test_report_spectrum_gives_the_singular_values_at_the_end_and_over_the_run_median_over_seeds(tmp_path):
     def run(name, seed, records):
         d = tmp_path / name

@@ -20,6 +20,8 @@ from .plots import (plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panel
                     read_metrics)
 
 _IGNORED = ("seed", "name", "out", "data_dir")
+# The order in which a label names what varies; any other config key that varies is named after them
+# (:func:`_label_keys`), so that two settings never share a label.
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
                "input_scale", "clip", "steps", "nonlinearity", "batch_size", "bias", "path_lr_scale", "path_momentum",
                "max_path_growth", "max_unit_step", "orth_penalty", "sv_prior", "weight_decay")
@@ -91,6 +93,13 @@ def _setting(config: dict) -> tuple:
 _ALWAYS_NAMED = ("task", "model", "init", "optimizer", "lr")
 
 
+def _label_keys(varying: set) -> list[str]:
+    """The varying keys a label may name: _LABEL_KEYS's order first, then every other varying config key
+    (a key left out would give two settings one name) except where a run was kept or shown."""
+    unnamed = set(_IGNORED) | {"device", "tensorboard", "checkpoint_every"}
+    return [k for k in _LABEL_KEYS if k in varying] + sorted(k for k in varying - set(_LABEL_KEYS) - unnamed)
+
+
 def _label(config: dict, varying: set) -> str:
     """The keys that tell this setting from the others; an option at its default is left out, so that
     "clip=None max_unit_step=None ..." does not bury what changed, but the model, init, optimizer and
@@ -99,11 +108,11 @@ def _label(config: dict, varying: set) -> str:
 
     from ..train.config import RunConfig
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    keys = [k for k in _LABEL_KEYS if k in varying
-            and (k in _ALWAYS_NAMED or k not in defaults or config.get(k) != defaults[k])]
+    keys = [k for k in _label_keys(varying)
+            if k in _ALWAYS_NAMED or k not in defaults or config.get(k) != defaults[k]]
     # A setting whose varying keys all sit at their defaults (margin=None beside margin=0.1) is named by
     # them, not by a key that is the same in every row.
-    keys = keys or [k for k in _LABEL_KEYS if k in varying] or ["optimizer"]
+    keys = keys or _label_keys(varying) or ["optimizer"]
     return " ".join(f"{k}={config[k]}" for k in keys)
 
 
@@ -278,7 +287,7 @@ def curves_table(paths: list[str]) -> str:
     diverged run ends in its reason."""
     runs = find_runs(paths)
     configs = [read_config(run) for run in runs]
-    varying = {k for k in _LABEL_KEYS if len({json.dumps(c.get(k)) for c in configs}) > 1}
+    varying = {k for k in configs[0] if len({json.dumps(c.get(k)) for c in configs}) > 1}
     rows, columns = [], []
     for run, config in zip(runs, configs):
         cells = {}
