@@ -174,7 +174,8 @@ def _cmd_sweep(args) -> int:
 
 def _say_extended(result: dict, source) -> None:
     if result.get("extended"):
-        print(f"{len(result['extended'])} trial(s) taken from their runs in {', '.join(source)} instead of starting over",
+        print(f"{len(result['extended'])} trial(s) taken from their runs in {', '.join(source)} "
+              "instead of starting over",
               file=sys.stderr)
 
 
@@ -290,7 +291,8 @@ def _cmd_reproduce(args) -> int:
         grid = only_settings(base, grid, wanted)
     for folder in args.extend_from or []:  # before --list reads them
         if not Path(folder).is_dir():
-            raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, e.g. runs/{args.recipe}-cpu")
+            raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, "
+                             f"e.g. runs/{args.recipe}-cpu")
     if args.list:
         from .experiments.sweep import (build_trials, earlier_run, trial_conflict, trial_holder, trial_progress,
                                         trial_state)

@@ -204,9 +204,9 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
 
 
 def extend_from(trials: list[dict], source_dirs) -> list[Path]:
-    """Take each new trial's :func:`earlier_run` in ``source_dirs`` (a folder or several) into the trial's run directory under
-    the trial's own config: the same run as it is (the trial is done), a shorter one with its checkpoint
-    and metrics, so that the sweep resumes it from there (``trial_state`` reads ``resumable``). The
+    """Take each new trial's :func:`earlier_run` in ``source_dirs`` (a folder or several) into the trial's
+    run directory under the trial's own config: the same run as it is (the trial is done), a shorter one
+    with its checkpoint and metrics, so that the sweep resumes it from there (``resumable``). The
     source is left as it was. The result is the run made that long in one go: batches come from the
     run's own generator, saved in the checkpoint, and evaluations never touch training (the first steps
     keep the source's evaluation points). A shorter run that diverged is taken whole, with its summary:
@@ -227,7 +227,8 @@ def extend_from(trials: list[dict], source_dirs) -> list[Path]:
                 if trial_state(config) != "new":  # read while held: another sweep may have started it
                     continue
                 summary = json.loads((source / "summary.json").read_text())
-                finished = summary.get("diverged") or RunConfig(**json.loads((source / "config.json").read_text())).steps == config["steps"]
+                source_steps = RunConfig(**json.loads((source / "config.json").read_text())).steps
+                finished = summary.get("diverged") or source_steps == config["steps"]
                 for path in source.iterdir():  # metrics, checkpoint, figures, a task's artifacts
                     if path.is_file() and path.name not in ("config.json", "config.yaml", "summary.json", ".lock"):
                         shutil.copy2(path, target / path.name)
@@ -449,7 +450,8 @@ def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local
                          "--name) or move those runs away")
     for folder in _folders(extend) if extend is not None else []:
         if not folder.is_dir():
-            raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, e.g. runs/adding-study-cpu")
+            raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, "
+                             "e.g. runs/adding-study-cpu")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     extended = extend_from(trials, extend) if extend is not None else []
     if backend == "local":
