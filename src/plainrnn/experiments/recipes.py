@@ -67,6 +67,7 @@ _ADDING_STUDY_CASES = [  # most decisive first: a sweep runs its trials in this 
 _TABLE2_ROWS = [
     dict(optimizer="sgd", lr="1e-2", clip=1.0),                              # IRNN + SGD
     dict(optimizer="adam", lr="1e-3", clip=1.0),                             # Adam
+    dict(optimizer="adam", lr="1e-4", clip=1.0),                             # Adam at Path-Adam's lr: its control
     dict(optimizer="adam", lr="1e-3", model="lstm", clip=1.0),               # LSTM
     _B,                                                                      # Path-SGD κ1
     dict(_B, kappa2=True),                                                   # Path-SGD κ1 + κ2
