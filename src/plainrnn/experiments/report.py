@@ -287,7 +287,7 @@ def curves_table(paths: list[str]) -> str:
     diverged run ends in its reason."""
     runs = find_runs(paths)
     configs = [read_config(run) for run in runs]
-    varying = {k for k in configs[0] if len({json.dumps(c.get(k)) for c in configs}) > 1}
+    varying = {k for k in configs[0] if len({json.dumps(c.get(k)) for c in configs}) > 1} if configs else set()
     rows, columns = [], []
     for run, config in zip(runs, configs):
         cells = {}
