@@ -294,8 +294,8 @@ def _cmd_reproduce(args) -> int:
             raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, "
                              f"e.g. runs/{args.recipe}-cpu")
     if args.list:
-        from .experiments.sweep import (build_trials, earlier_run, trial_conflict, trial_holder, trial_progress,
-                                        trial_state)
+        from .experiments.sweep import (build_trials, earlier_run, last_evaluated_step, trial_conflict, trial_holder,
+                                        trial_progress, trial_state)
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         for trial in trials:
             state, holder = trial_state(trial["config"]), trial_holder(trial["config"])
@@ -306,8 +306,9 @@ def _cmd_reproduce(args) -> int:
             elif state == "conflict":  # the sweep would refuse to start: say what is in the way
                 where = f"  ({trial_conflict(trial['config'])})"
             elif state == "new" and args.extend_from and (source := earlier_run(trial["config"], args.extend_from)):
-                start = json.loads((source / "config.json").read_text())["steps"]
-                where = (f"  (takes {source} as it is)" if start == trial["config"]["steps"] else
+                stopped = not (source / "summary.json").exists()  # cut short: continued from where it got
+                start = last_evaluated_step(source) if stopped else json.loads((source / "config.json").read_text())["steps"]
+                where = (f"  (takes {source} as it is)" if start == trial["config"]["steps"] and not stopped else
                          f"  (continues {source} from step {start:,})")
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
         print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
@@ -342,7 +343,8 @@ def _add_extend_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extend-from", metavar="DIR", action="append", default=None,
                    help="another sweep's folder (e.g. runs/adding-study-cpu): a new trial that ran there (found by "
                         "its config) takes that run as it is, or continues it from its checkpoint if it had fewer "
-                        "steps (and another eval_every), instead of starting over; that folder is left as it was "
+                        "steps (and another eval_every) or was stopped before its end, instead of starting over; "
+                        "that folder is left as it was "
                         "(repeatable: the longest run found is taken)")
 
 

@@ -202,7 +202,7 @@ def test_only_keeps_the_settings_with_a_value_compared_as_the_config_types_it(tm
     assert only_settings(base, dict(lr=["1e-2", "1e-3"], init=["identity", "uniform"]), {"init": "uniform"}) == [
         dict(lr="1e-2", init="uniform"), dict(lr="1e-3", init="uniform")]
     # values of one key add up, keys narrow each other
-    assert only_settings(base, recipe["grid"], {"seq_len": ["100", "750"], "optimizer": "path-adam"}) == [
+    assert only_settings(base, recipe["grid"], {"seq_len": ["100", "750"], "optimizer": "path-adam", "lr": "1e-4"}) == [
         dict(optimizer="path-adam", lr="1e-4", clip=1.0, seq_len=100), dict(optimizer="path-adam", lr="1e-4", clip=1.0, seq_len=750)]
     with pytest.raises(ValueError, match=r"^--only seq_len=500: no setting has it; seq_len takes 100, 400, 750$"):
         only_settings(base, recipe["grid"], {"seq_len": "500"})

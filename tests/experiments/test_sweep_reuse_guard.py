@@ -152,3 +152,39 @@ def test_extend_from_a_folder_that_is_not_there_is_one_clear_error(tmp_path):
         run_sweep(_base(tmp_path, "steps=2"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False,
                   extend=tmp_path / "nope")
     assert not (tmp_path / "s").exists()
+
+
+def test_extend_from_continues_a_run_stopped_before_its_end_to_the_numbers_of_a_run_made_whole(tmp_path):
+    """A probe cut short (no summary, its checkpoint kept) is the trial's beginning: a sweep continues it,
+    leaves the probe as it was, and ends on the numbers of the run made in one go."""
+    from plainrnn.experiments.sweep import earlier_run, run_trial
+    from plainrnn.train import loop
+    grid = parse_grid(["lr=1e-2"])
+    (probe,) = build_trials(_base(tmp_path / "probe", "steps=8"), grid, 1, tmp_path / "probe" / "s")
+    real_evaluate, calls = loop.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):  # the machine goes at the run's second evaluation
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+    with mock.patch("plainrnn.train.loop.evaluate", side_effect=evaluate_then_die), pytest.raises(KeyboardInterrupt):
+        run_trial(probe["config"])
+    stopped = tmp_path / "probe" / "s" / "lr-1e-2-s0"
+    assert not (stopped / "summary.json").exists() and [r["step"] for r in _metrics(stopped)] == [2]
+    probe_files = {p: p.read_bytes() for p in (tmp_path / "probe").rglob("*") if p.is_file() and p.name != ".lock"}
+    table_grid = [dict(lr="1e-2", seq_len=6)]  # another grid: another folder name for the same trial
+    (trial,) = build_trials(_base(tmp_path / "t", "steps=8"), table_grid, 1, tmp_path / "t" / "s")
+    assert earlier_run(trial["config"], tmp_path / "probe" / "s") == stopped
+    res = run_sweep(_base(tmp_path / "t", "steps=8"), table_grid, workers=1, name="s", progress=False,
+                    extend=tmp_path / "probe" / "s")
+    assert len(res["extended"]) == 1 and [r["status"] for r in res["results"]] == ["resumed"]
+    whole = run_sweep(_base(tmp_path / "whole", "steps=8"), grid, workers=1, name="s", progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    continued = _metrics(tmp_path / "t" / "s" / "lr-1e-2_seq_len-6-s0")
+    assert strip(continued) == strip(_metrics(tmp_path / "whole" / "s" / "lr-1e-2-s0"))
+    assert res["rows"][0]["median_test"] == whole["rows"][0]["median_test"]
+    assert {p: p.read_bytes() for p in (tmp_path / "probe").rglob("*") if p.is_file() and p.name != ".lock"} == probe_files
+    # a stopped run of more steps than the trial's is not its beginning
+    (shorter,) = build_trials(_base(tmp_path / "u", "steps=4"), grid, 1, tmp_path / "u" / "s")
+    assert earlier_run(shorter["config"], tmp_path / "probe" / "s") is None

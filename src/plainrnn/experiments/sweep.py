@@ -184,10 +184,11 @@ def _runs_in(source_dirs) -> list[tuple[Path, dict]]:
 
 
 def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None = None) -> Path | None:
-    """This trial's finished run in ``source_dirs`` (other sweeps' folders: the cpu budget's for the
-    full one, or another recipe that ran the same trial), found by its config, not its folder name:
-    the same config (the trial itself, taken as it is), or one with fewer ``steps`` (and perhaps
-    another ``eval_every``) that kept its checkpoint (the trial's beginning); of several, the longest.
+    """This trial's run in ``source_dirs`` (other sweeps' folders: the cpu budget's for the full one,
+    another recipe that ran the same trial, a probe cut short), found by its config, not its folder
+    name: the same config finished (the trial itself, taken as it is), or the trial's beginning with
+    its checkpoint: a finished run with fewer ``steps`` (and perhaps another ``eval_every``), or a run
+    of the same or fewer steps that was stopped before its end. Of several, the one that got furthest.
     None if there is none."""
     found: list[tuple[int, Path]] = []
     for run_dir, saved in _runs_in(source_dirs) if runs is None else runs:
@@ -195,18 +196,31 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
         if diff is None:
             continue
         diff.pop("name", None)  # the folder's name: another grid names the same trial otherwise
-        if not set(diff) <= set(_LENGTH) or not (run_dir / "summary.json").exists():
+        if not set(diff) <= set(_LENGTH):
             continue
         had, wants = diff.get("steps", (config["steps"], config["steps"]))
-        if had == wants and not diff or had < wants and (run_dir / "checkpoint.pt").exists():
+        finished, resumable = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
+        if finished and (had == wants and not diff or had < wants and resumable):
             found.append((had, run_dir))
+        elif not finished and resumable and had <= wants and (reached := last_evaluated_step(run_dir)) is not None:
+            found.append((reached, run_dir))
     return max(found, key=lambda f: f[0])[1] if found else None
+
+
+def last_evaluated_step(run_dir: Path) -> int | None:
+    """The last evaluated step in a run directory's metrics.jsonl, else None."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    steps = [json.loads(line).get("step") for line in metrics.read_text().splitlines() if line.strip()]
+    return next((s for s in reversed(steps) if isinstance(s, int)), None)
 
 
 def extend_from(trials: list[dict], source_dirs) -> list[Path]:
     """Take each new trial's :func:`earlier_run` in ``source_dirs`` (a folder or several) into the trial's
     run directory under the trial's own config: the same run as it is (the trial is done), a shorter one
-    with its checkpoint and metrics, so that the sweep resumes it from there (``resumable``). The
+    or one stopped before its end (a probe cut short) with its checkpoint and metrics, so that the
+    sweep resumes it from there (``resumable``). The
     source is left as it was. The result is the run made that long in one go: batches come from the
     run's own generator, saved in the checkpoint, and evaluations never touch training (the first steps
     keep the source's evaluation points). A shorter run that diverged is taken whole, with its summary:
@@ -226,9 +240,10 @@ def extend_from(trials: list[dict], source_dirs) -> list[Path]:
             with hold_run_dir(source), hold_run_dir(target):
                 if trial_state(config) != "new":  # read while held: another sweep may have started it
                     continue
-                summary = json.loads((source / "summary.json").read_text())
+                stopped = not (source / "summary.json").exists()  # cut short: its checkpoint goes on
+                summary = {} if stopped else json.loads((source / "summary.json").read_text())
                 source_steps = RunConfig(**json.loads((source / "config.json").read_text())).steps
-                finished = summary.get("diverged") or source_steps == config["steps"]
+                finished = not stopped and (summary.get("diverged") or source_steps == config["steps"])
                 for path in source.iterdir():  # metrics, checkpoint, figures, a task's artifacts
                     if path.is_file() and path.name not in ("config.json", "config.yaml", "summary.json", ".lock"):
                         shutil.copy2(path, target / path.name)
@@ -250,11 +265,7 @@ def trial_holder(config: dict) -> str | None:
 
 def trial_progress(config: dict) -> int | None:
     """The last evaluated step of a trial's run directory (how far a resumable trial got), else None."""
-    metrics = _run_dir(config) / "metrics.jsonl"
-    if not metrics.exists():
-        return None
-    steps = [json.loads(line).get("step") for line in metrics.read_text().splitlines() if line.strip()]
-    return next((s for s in reversed(steps) if isinstance(s, int)), None)
+    return last_evaluated_step(_run_dir(config))
 
 
 def run_trial(config: dict, threads: int = 1) -> dict:
