@@ -193,7 +193,7 @@ def _cmd_report(args) -> int:
     if args.columns:
         if args.reach is None:
             raise ValueError("--columns needs --reach X: its cells count the seeds that reached X")
-        print(pivot_table(args.runs, args.columns, args.reach, args.scale))
+        print(pivot_table(args.runs, args.columns, args.reach, args.scale, plots_dir=args.plots))
         return 0
     text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach, at_best_valid=args.at_best_valid,
                   epoch_steps=args.epoch_steps, spectrum=args.spectrum)
@@ -403,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "metric over seeds, diverged count, wall time; plus learning-curve PNGs.")
     rep.add_argument("runs", nargs="+", help="run directories, or folders holding them (a sweep directory)")
     rep.add_argument("--format", type=_choice(("md", "csv", "json")), default="md", help="md, csv or json (default: md)")
-    rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none)")
+    rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none); with --columns, the table "
+                     "as a figure: a panel per column, every seed's test curve")
     rep.add_argument("--curves", action="store_true",
                      help="also print each run's evaluations: test metric, and for runs with --eval-train the training "
                           "metric beside it (image sets: training cross-entropy, training error and test error "

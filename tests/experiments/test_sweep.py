@@ -537,6 +537,31 @@ def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_pat
     assert "--columns needs --reach" in capsys.readouterr().err
 
 
+def test_the_table2_pivot_draws_a_panel_per_column_with_every_seeds_curve(tmp_path):
+    """--plots with --columns: the table as a figure, a panel per T, each setting's seeds as curves."""
+    from unittest import mock
+
+    from plainrnn.cli import main
+    from plainrnn.experiments import report as report_module
+    base = dict(task="adding", optimizer="adam", lr=1e-3, seed=1)
+    _results_run(tmp_path / "runs", "a1", dict(base, seq_len=100), [0.1, 0.005])
+    _results_run(tmp_path / "runs", "a2", dict(base, seq_len=100, seed=2), [0.1, 0.05, 0.008])
+    _results_run(tmp_path / "runs", "b1", dict(base, seq_len=400), [0.17, 0.16])
+    _results_run(tmp_path / "runs", "c1", dict(base, optimizer="sgd", seq_len=400), [0.17, 0.009], diverged=True)
+    drawn = {}
+    real = report_module.plot_column_panels
+    with mock.patch.object(report_module, "plot_column_panels",
+                           side_effect=lambda panels, path, **kw: drawn.update(panels=panels, **kw) or real(panels, path, **kw)):
+        assert main(["report", str(tmp_path / "runs"), "--reach", "0.01", "--columns", "seq_len",
+                     "--plots", str(tmp_path / "img")]) == 0
+    assert (tmp_path / "img" / "adding_by_seq_len.png").stat().st_size > 0
+    panels = drawn["panels"]
+    assert list(panels) == ["seq_len = 100", "seq_len = 400"] and drawn["threshold"] == 0.01
+    assert list(panels["seq_len = 100"]) == ["optimizer=adam"]  # no sgd seed at T = 100: not drawn there
+    assert [len(seed) for seed in panels["seq_len = 100"]["optimizer=adam"]] == [2, 3]
+    assert list(panels["seq_len = 400"]) == ["optimizer=adam", "optimizer=sgd"]
+
+
 def test_runs_made_before_a_config_key_existed_group_with_their_setting(tmp_path):
     base = dict(task="adding", optimizer="adam", lr=1e-3, seq_len=100)
     _results_run(tmp_path, "old", dict(base, seed=1), [0.1, 0.005])                  # written before max_unit_step

@@ -226,6 +226,68 @@ def plot_mlp_panels(curves: dict[str, list[dict]], path, title: str = "") -> Pat
     return _save(fig, path, tight=False)
 
 
+def plot_column_panels(panels: dict[str, dict[str, list[list[dict]]]], path, *, ylabel: str = "test MSE",
+                       threshold: float | None = None, baseline: float | None = None, title: str = "") -> Path:
+    """A table of settings × one config key as a figure (the 2016 paper's Table 2: the methods against T):
+    one panel per column value, each setting in its own colour, the same in every panel, one thin line per
+    seed (``panels`` maps panel title → setting → the seeds' metrics records). The reach ``threshold``
+    and the ``baseline`` are dashed lines, so a reader sees which seeds solved a cell and when.
+
+    The log axis reaches a decade above the median starting value: a seed that exploded leaves through
+    the top edge, and where it diverged is a cross on that edge."""
+    settings = list(dict.fromkeys(s for rows in panels.values() for s in rows))
+    colours = plt.get_cmap("tab10").colors
+    styles = ("-", "--", ":", "-.")
+    starts = [runs[0]["test_metric"] for rows in panels.values() for seeds in rows.values() for runs in seeds
+              if runs and "test_metric" in runs[0]]
+    starts = sorted(v for v in starts if v == v and 0 < v < float("inf")) + ([baseline] if baseline else [])
+    top = 10 * sorted(starts)[len(starts) // 2] if starts else None
+    fig, axes = _panels(len(panels), title, share=True)
+    for ax, (panel, rows) in zip(axes, panels.items()):
+        for setting, seeds in rows.items():
+            i = settings.index(setting)
+            style = dict(color=colours[i % 10], ls=styles[(i // 10) % 4], lw=1, alpha=0.85)
+            for records in seeds:
+                points = [(r["step"], r["test_metric"]) for r in records
+                          if "test_metric" in r and r["test_metric"] == r["test_metric"] and r["test_metric"] > 0]
+                if top is not None:
+                    points = [(x, min(y, top)) for x, y in points]
+                ax.plot(*(zip(*points) if points else ([], [])), **style)
+                diverged = next((r for r in records if r.get("diverged")), None)
+                if diverged is not None and top is not None:
+                    ax.plot([diverged["step"]], [top], marker="x", color=style["color"], ms=8, mew=2, clip_on=False)
+        if threshold is not None:
+            ax.axhline(threshold, ls="--", color="black", lw=0.8)
+        if baseline is not None:
+            ax.axhline(baseline, ls=":", color="grey", lw=1)
+        ax.set_yscale("log")
+        if top is not None:
+            ax.set_ylim(top=top)
+        ax.set_title(panel, fontsize="small")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    handles = [matplotlib.lines.Line2D([], [], color=colours[i % 10], ls=styles[(i // 10) % 4]) for i in range(len(settings))]
+    labels = list(settings)
+    if threshold is not None:
+        handles.append(matplotlib.lines.Line2D([], [], color="black", ls="--", lw=0.8))
+        labels.append(f"reach {threshold:g}")
+    if baseline is not None:
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", ls=":"))
+        labels.append(f"baseline {baseline:.3g}")
+    if any(r.get("diverged") for rows in panels.values() for seeds in rows.values() for runs in seeds for r in runs):
+        handles.append(matplotlib.lines.Line2D([], [], color="grey", marker="x", ls="", ms=8, mew=2))
+        labels.append("diverged (at its step, top edge)")
+    ncol = 2 if max(map(len, labels)) <= 60 and len(axes) > 1 else 1
+    legend_rows = -(-len(labels) // ncol)
+    width, height = fig.get_size_inches()
+    room = 0.17 * legend_rows + 0.1  # inches below the panels, for the legend (x-small rows)
+    fig.set_size_inches(width, height + room)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize="x-small", frameon=False)
+    fig.tight_layout(rect=(0, room / (height + room), 1, 1))
+    return _save(fig, path, tight=False)
+
+
 def run_figures(run_dir) -> list[Path]:
     """The figures a finished run gets: spectrum.png for a recurrent model with a square W (Fig. 3 of the
     2017 paper), grad_norms.png when ‖∂L/∂h_t‖ was recorded (Fig. 2). Returns the files written."""

@@ -16,7 +16,7 @@ import re
 import statistics
 from pathlib import Path
 
-from .plots import (plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels, plot_spectrum_panels,
+from .plots import (plot_column_panels, plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels, plot_spectrum_panels,
                     read_metrics)
 
 _IGNORED = ("seed", "name", "out", "data_dir")
@@ -313,11 +313,12 @@ def curves_table(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
-def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0) -> str:
+def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0, plots_dir: str | None = None) -> str:
     """Settings as rows, the values of one config key as columns (Table 2 of the 2016 paper: the
     methods against T). Each cell: seeds that reached test metric ``reach`` / seeds, the median step at
     which they first did, and the median final test metric × ``scale`` over every seed (a diverged
-    seed counts as the worst)."""
+    seed counts as the worst). With ``plots_dir``, the same table as a figure,
+    ``{task}_by_{column}.png``: a panel per column, every seed's test curve (:func:`plot_column_panels`)."""
     runs = find_runs(paths)
     cells: dict[tuple, dict] = {}
     configs = {run: read_config(run) for run in runs}
@@ -330,8 +331,9 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0)
         summary = json.loads((run / "summary.json").read_text())
         lower = summary.get("lower_is_better", True)
         row = _label({k: v for k, v in config.items() if k != column}, varying - {column})
-        cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower))
+        cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower, dirs=[]))
         cell["runs"] += 1
+        cell["dirs"].append(run)
         step = steps_to_reach(run, reach, lower)
         if step is not None:
             cell["reached"].append(step)
@@ -339,6 +341,15 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0)
         cell["finals"].append(final if not summary["diverged"] and math.isfinite(final)
                               else (math.inf if lower else -math.inf))
     rows = list(dict.fromkeys(row for row, _ in cells))
+    if plots_dir:
+        for task in sorted({c.get("task") for c in configs.values()}):
+            panels = {f"{column} = {v}": {row: [read_metrics(d) for d in cells[(row, v)]["dirs"] if configs[d].get("task") == task]
+                                          for row in rows if (row, v) in cells} for v in values}
+            panels = {p: {row: seeds for row, seeds in by_row.items() if seeds} for p, by_row in panels.items()}
+            panels = {p: by_row for p, by_row in panels.items() if by_row}
+            summary = json.loads((next(d for d in runs if configs[d].get("task") == task) / "summary.json").read_text())
+            plot_column_panels(panels, Path(plots_dir) / f"{task}_by_{column}.png", ylabel=f"test {summary.get('metric', 'metric')}",
+                               threshold=reach, baseline=summary.get("baseline"), title=f"{task}: {len(rows)} settings by {column}")
     head = f"| setting | " + " | ".join(f"{column} = {v}" for v in values) + " |"
     lines = [head, "|---" * (len(values) + 1) + "|"]
     for row in rows:
