@@ -403,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "metric over seeds, diverged count, wall time; plus learning-curve PNGs.")
     rep.add_argument("runs", nargs="+", help="run directories, or folders holding them (a sweep directory)")
     rep.add_argument("--format", type=_choice(("md", "csv", "json")), default="md", help="md, csv or json (default: md)")
-    rep.add_argument("--plots", default=None, metavar="DIR", help="write learning-curve PNGs here (default: none); with --columns, the table "
-                     "as a figure: a panel per column, every seed's test curve")
+    rep.add_argument("--plots", default=None, metavar="DIR",
+                     help="write learning-curve PNGs here (default: none); with --columns, the table as a figure: "
+                          "a panel per column, every seed's test curve")
     rep.add_argument("--curves", action="store_true",
                      help="also print each run's evaluations: test metric, and for runs with --eval-train the training "
                           "metric beside it (image sets: training cross-entropy, training error and test error "

@@ -16,8 +16,8 @@ import re
 import statistics
 from pathlib import Path
 
-from .plots import (plot_column_panels, plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels, plot_spectrum_panels,
-                    read_metrics)
+from .plots import (plot_column_panels, plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels,
+                    plot_spectrum_panels, read_metrics)
 
 _IGNORED = ("seed", "name", "out", "data_dir")
 # The order in which a label names what varies; any other config key that varies is named after them
@@ -343,13 +343,15 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
     rows = list(dict.fromkeys(row for row, _ in cells))
     if plots_dir:
         for task in sorted({c.get("task") for c in configs.values()}):
-            panels = {f"{column} = {v}": {row: [read_metrics(d) for d in cells[(row, v)]["dirs"] if configs[d].get("task") == task]
+            of_task = [d for d in runs if configs[d].get("task") == task]
+            panels = {f"{column} = {v}": {row: [read_metrics(d) for d in cells[(row, v)]["dirs"] if d in of_task]
                                           for row in rows if (row, v) in cells} for v in values}
             panels = {p: {row: seeds for row, seeds in by_row.items() if seeds} for p, by_row in panels.items()}
-            panels = {p: by_row for p, by_row in panels.items() if by_row}
-            summary = json.loads((next(d for d in runs if configs[d].get("task") == task) / "summary.json").read_text())
-            plot_column_panels(panels, Path(plots_dir) / f"{task}_by_{column}.png", ylabel=f"test {summary.get('metric', 'metric')}",
-                               threshold=reach, baseline=summary.get("baseline"), title=f"{task}: {len(rows)} settings by {column}")
+            panels = {p: by_row for p, by_row in panels.items() if by_row}  # a column this task never ran
+            summary = json.loads((of_task[0] / "summary.json").read_text())
+            plot_column_panels(panels, Path(plots_dir) / f"{task}_by_{column}.png",
+                               ylabel=f"test {summary.get('metric', 'metric')}", threshold=reach,
+                               baseline=summary.get("baseline"), title=f"{task}: {len(rows)} settings by {column}")
     head = f"| setting | " + " | ".join(f"{column} = {v}" for v in values) + " |"
     lines = [head, "|---" * (len(values) + 1) + "|"]
     for row in rows:
