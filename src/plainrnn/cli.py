@@ -297,6 +297,7 @@ def _cmd_reproduce(args) -> int:
         from .experiments.sweep import (build_trials, earlier_run, last_evaluated_step, trial_conflict, trial_holder,
                                         trial_progress, trial_state)
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
+        states: dict[str, int] = {}
         for trial in trials:
             state, holder = trial_state(trial["config"]), trial_holder(trial["config"])
             reached = trial_progress(trial["config"]) if state == "resumable" or holder else None
@@ -311,7 +312,9 @@ def _cmd_reproduce(args) -> int:
                 where = (f"  (takes {source} as it is)" if start == trial["config"]["steps"] and not stopped else
                          f"  (continues {source} from step {start:,})")
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
-        print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}")
+            states[state] = states.get(state, 0) + 1
+        tally = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))  # how far the recipe got
+        print(f"{len(trials)} trials in {Path(base.out) / plan['dir']}" + (f" ({tally})" if trials else ""))
         return 0
     result = run_sweep(base, grid, seeds=args.seeds or plan["seeds"], backend=args.backend,
                        workers=args.workers, address=args.address, name=plan["dir"], progress=True,

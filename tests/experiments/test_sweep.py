@@ -230,7 +230,7 @@ def test_reproduce_lists_its_trials_as_done_resumable_or_new_and_runs_only_what_
     assert listed[:6] == [f"{state:<10} margin={m}  seed {base.seed}" + ("  (evaluated to step 2 of 4)" if m == "1" else "")
                           for state, m in [("new", "0"), ("new", "0.001"), ("new", "0.01"), ("done", "0.1"),
                                            ("resumable", "1"), ("new", "none")]]
-    assert listed[6] == f"6 trials in {tmp_path / 'orth-copy'}"
+    assert listed[6] == f"6 trials in {tmp_path / 'orth-copy'} (1 done, 4 new, 1 resumable)"
     two = subprocess.run(cli + ["--only", "margin=0", "--only", "margin=none", "--list"], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert [line.split()[1] for line in two[:-1]] == ["margin=0", "margin=none"]  # --only repeated: either value
