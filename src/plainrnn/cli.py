@@ -190,6 +190,8 @@ def _say_busy(result: dict) -> None:
 
 def _cmd_report(args) -> int:
     from .experiments.report import pivot_table, report
+    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+        raise ValueError(f"--plots {args.plots}: a file, not a folder; give the folder the PNGs go in")
     if args.columns:
         if args.reach is None:
             raise ValueError("--columns needs --reach X: its cells count the seeds that reached X")
@@ -294,7 +296,7 @@ def _cmd_reproduce(args) -> int:
             raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, "
                              f"e.g. runs/{args.recipe}-cpu")
     if args.list:
-        from .experiments.sweep import (build_trials, earlier_run, last_evaluated_step, trial_conflict, trial_holder,
+        from .experiments.sweep import (build_trials, continues_from, earlier_run, trial_conflict, trial_holder,
                                         trial_progress, trial_state)
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         states: dict[str, int] = {}
@@ -307,9 +309,8 @@ def _cmd_reproduce(args) -> int:
             elif state == "conflict":  # the sweep would refuse to start: say what is in the way
                 where = f"  ({trial_conflict(trial['config'])})"
             elif state == "new" and args.extend_from and (source := earlier_run(trial["config"], args.extend_from)):
-                stopped = not (source / "summary.json").exists()  # cut short: continued from where it got
-                start = last_evaluated_step(source) if stopped else json.loads((source / "config.json").read_text())["steps"]
-                where = (f"  (takes {source} as it is)" if start == trial["config"]["steps"] and not stopped else
+                start, finished = continues_from(source)
+                where = (f"  (takes {source} as it is)" if finished and start == trial["config"]["steps"] else
                          f"  (continues {source} from step {start:,})")
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
             states[state] = states.get(state, 0) + 1

@@ -562,6 +562,18 @@ def test_the_table2_pivot_draws_a_panel_per_column_with_every_seeds_curve(tmp_pa
     assert list(panels["seq_len = 400"]) == ["optimizer=adam", "optimizer=sgd"]
 
 
+def test_report_plots_into_a_file_is_one_clear_line_and_writes_nothing(tmp_path, capsys):
+    from plainrnn.cli import main
+    _results_run(tmp_path / "runs", "a1", dict(task="adding", optimizer="adam", lr=1e-3, seed=1, seq_len=100), [0.1])
+    a_file = tmp_path / "notes.md"
+    a_file.write_text("kept")
+    for extra in (["--reach", "0.01", "--columns", "seq_len"], []):
+        assert main(["report", str(tmp_path / "runs"), *extra, "--plots", str(a_file)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--plots {a_file}: a file, not a folder" in err and "Traceback" not in err
+    assert a_file.read_text() == "kept"
+
+
 def test_runs_made_before_a_config_key_existed_group_with_their_setting(tmp_path):
     base = dict(task="adding", optimizer="adam", lr=1e-3, seq_len=100)
     _results_run(tmp_path, "old", dict(base, seed=1), [0.1, 0.005])                  # written before max_unit_step

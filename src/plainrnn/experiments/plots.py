@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -240,8 +241,8 @@ def plot_column_panels(panels: dict[str, dict[str, list[list[dict]]]], path, *, 
     styles = ("-", "--", ":", "-.")
     starts = [runs[0]["test_metric"] for rows in panels.values() for seeds in rows.values() for runs in seeds
               if runs and "test_metric" in runs[0]]
-    starts = sorted(v for v in starts if v == v and 0 < v < float("inf")) + ([baseline] if baseline else [])
-    top = 10 * sorted(starts)[len(starts) // 2] if starts else None
+    starts = [v for v in starts if v == v and 0 < v < float("inf")] + ([baseline] if baseline else [])
+    top = 10 * statistics.median(starts) if starts else None
     fig, axes = _panels(len(panels), title, share=True)
     for ax, (panel, rows) in zip(axes, panels.items()):
         for setting, seeds in rows.items():

@@ -207,6 +207,15 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
     return max(found, key=lambda f: f[0])[1] if found else None
 
 
+def continues_from(source: Path) -> tuple[int, bool]:
+    """Where a trial taken from :func:`earlier_run`'s ``source`` starts: (step, finished). A finished run
+    starts its trial at its own ``steps``; a run stopped before its end (no summary) at its last
+    evaluation, from its checkpoint."""
+    if not (source / "summary.json").exists():
+        return last_evaluated_step(source) or 0, False
+    return json.loads((source / "config.json").read_text())["steps"], True
+
+
 def last_evaluated_step(run_dir: Path) -> int | None:
     """The last evaluated step in a run directory's metrics.jsonl, else None."""
     metrics = run_dir / "metrics.jsonl"
@@ -240,10 +249,9 @@ def extend_from(trials: list[dict], source_dirs) -> list[Path]:
             with hold_run_dir(source), hold_run_dir(target):
                 if trial_state(config) != "new":  # read while held: another sweep may have started it
                     continue
-                stopped = not (source / "summary.json").exists()  # cut short: its checkpoint goes on
-                summary = {} if stopped else json.loads((source / "summary.json").read_text())
-                source_steps = RunConfig(**json.loads((source / "config.json").read_text())).steps
-                finished = not stopped and (summary.get("diverged") or source_steps == config["steps"])
+                start, source_finished = continues_from(source)  # a run cut short goes on from its checkpoint
+                summary = json.loads((source / "summary.json").read_text()) if source_finished else {}
+                finished = source_finished and (summary.get("diverged") or start == config["steps"])
                 for path in source.iterdir():  # metrics, checkpoint, figures, a task's artifacts
                     if path.is_file() and path.name not in ("config.json", "config.yaml", "summary.json", ".lock"):
                         shutil.copy2(path, target / path.name)
