@@ -348,8 +348,8 @@ def _add_extend_argument(p: argparse.ArgumentParser) -> None:
                    help="another sweep's folder (e.g. runs/adding-study-cpu): a new trial that ran there (found by "
                         "its config) takes that run as it is, or continues it from its checkpoint if it had fewer "
                         "steps (and another eval_every) or was stopped before its end, instead of starting over; "
-                        "that folder is left as it was "
-                        "(repeatable: the longest run found is taken)")
+                        "that folder is left as it was; a published folder (results/table2_adding_cpu) gives "
+                        "its finished runs on a new machine (repeatable: the longest run found is taken)")
 
 
 def _add_backend_arguments(p: argparse.ArgumentParser) -> None:

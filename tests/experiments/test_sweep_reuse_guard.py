@@ -188,3 +188,25 @@ def test_extend_from_continues_a_run_stopped_before_its_end_to_the_numbers_of_a_
     # a stopped run of more steps than the trial's is not its beginning
     (shorter,) = build_trials(_base(tmp_path / "u", "steps=4"), grid, 1, tmp_path / "u" / "s")
     assert earlier_run(shorter["config"], tmp_path / "probe" / "s") is None
+
+
+def test_extend_from_a_published_folder_takes_its_finished_runs_on_a_new_machine(tmp_path):
+    """results/ keeps config.yaml, summary.json and metrics.jsonl of each finished run, no config.json
+    and no checkpoint. On a new machine, `--extend-from results/<table>` takes those runs as done, so that
+    only the missing cells train; a published run shorter than the trial (no checkpoint to go on from)
+    is not taken."""
+    import shutil
+    run_sweep(_base(tmp_path / "made", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s",
+              progress=False)
+    published = tmp_path / "results"
+    for run_dir in (p for p in (tmp_path / "made" / "s").iterdir() if p.is_dir()):
+        (published / run_dir.name).mkdir(parents=True)
+        for name in ("config.yaml", "summary.json", "metrics.jsonl"):
+            shutil.copy2(run_dir / name, published / run_dir.name / name)
+    again = run_sweep(_base(tmp_path / "new", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s",
+                      progress=False, extend=published)
+    assert [r["status"] for r in again["results"]] == ["reused", "reused"]
+    assert _metrics(tmp_path / "new" / "s" / "lr-1e-2-s0") == _metrics(published / "lr-1e-2-s0")
+    (longer,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
+    from plainrnn.experiments.sweep import earlier_run
+    assert earlier_run(longer["config"], published) is None

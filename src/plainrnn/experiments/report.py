@@ -70,14 +70,13 @@ def read_config(run: Path) -> dict:
     """A run's config: config.json as the trainer writes it, or config.yaml alone (what results/ keeps).
     Keys added to RunConfig since the run was made take their defaults, so that runs of one setting made
     by different versions group together."""
-    if (run / "config.json").exists():
-        config = json.loads((run / "config.json").read_text())
-    else:
-        import yaml
-        config = yaml.safe_load((run / "config.yaml").read_text())
     import dataclasses
 
+    from ..train.checkpoint import read_saved_config
     from ..train.config import RunConfig
+    config = read_saved_config(run)
+    if config is None:
+        raise ValueError(f"{run}: no readable config.json or config.yaml")
     try:
         return dataclasses.asdict(RunConfig(**config))
     except TypeError:  # a key RunConfig no longer has: the config as written

@@ -173,13 +173,13 @@ def _folders(source_dirs) -> list[Path]:
 
 
 def _runs_in(source_dirs) -> list[tuple[Path, dict]]:
+    from ..train.checkpoint import read_saved_config
     runs = []
     for folder in _folders(source_dirs):
-        for config_file in sorted(folder.glob("*/config.json")):
-            try:
-                runs.append((config_file.parent, json.loads(config_file.read_text())))
-            except (OSError, ValueError):
-                continue
+        for run_dir in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+            saved = read_saved_config(run_dir)  # a published run (results/) keeps config.yaml alone
+            if saved is not None:
+                runs.append((run_dir, saved))
     return runs
 
 
@@ -213,7 +213,8 @@ def continues_from(source: Path) -> tuple[int, bool]:
     evaluation, from its checkpoint."""
     if not (source / "summary.json").exists():
         return last_evaluated_step(source) or 0, False
-    return json.loads((source / "config.json").read_text())["steps"], True
+    from ..train.checkpoint import read_saved_config
+    return read_saved_config(source)["steps"], True
 
 
 def last_evaluated_step(run_dir: Path) -> int | None:
