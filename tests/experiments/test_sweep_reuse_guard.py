@@ -210,3 +210,12 @@ def test_extend_from_a_published_folder_takes_its_finished_runs_on_a_new_machine
     (longer,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
     from plainrnn.experiments.sweep import earlier_run
     assert earlier_run(longer["config"], published) is None
+    # a run published with its checkpoint (a cell cut at a session's end) is continued from it
+    shutil.copy2(tmp_path / "made" / "s" / "lr-1e-2-s0" / "checkpoint.pt", published / "lr-1e-2-s0" / "checkpoint.pt")
+    assert earlier_run(longer["config"], published) == published / "lr-1e-2-s0"
+    res = run_sweep(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False,
+                    extend=published)
+    whole = run_sweep(_base(tmp_path / "whole", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s",
+                      progress=False)
+    assert [r["status"] for r in res["results"]] == ["resumed"]
+    assert res["rows"][0]["median_test"] == whole["rows"][0]["median_test"]
