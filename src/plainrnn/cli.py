@@ -206,6 +206,12 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_publish(args) -> int:
+    from .experiments.publish import describe, publish
+    print(describe(publish(args.source, args.dest), args.dest))
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .experiments.demo import run_demo
     return run_demo(out=args.out, steps=args.steps, quiet=args.quiet)
@@ -432,6 +438,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--scale", type=_number(float, 0, True), default=1.0,
                      help="multiply the final test metric in --columns cells (100: the paper's MSE×100)")
     rep.set_defaults(func=_cmd_report)
+
+    pub = sub.add_parser("publish", help="copy a sweep's evidence into results/ (config, summary, metrics; no "
+                                         "checkpoints)",
+                         description="Copy each run of SOURCE into DEST/<run>: config.yaml, summary.json (when it "
+                                     "finished) and metrics.jsonl, never a checkpoint; what results/ keeps "
+                                     "(REPRODUCTION.md). A run cut short goes with its metrics as they stand and no "
+                                     "summary. A published run that got further is kept; another config under a "
+                                     "run's name stops it before anything is written.",
+                         epilog="example: plainrnn publish runs/table2-adding-cpu results/table2_adding_cpu")
+    pub.add_argument("source", help="a sweep's folder (runs/<sweep>) or one run directory")
+    pub.add_argument("dest", help="the folder to publish into (results/<experiment>)")
+    pub.set_defaults(func=_cmd_publish)
 
     from .experiments.recipes import BUDGET_NAMES, RECIPES
     names = ("kappa-table", "step-scales", "first-steps", "invariance-gap", *RECIPES)

@@ -157,19 +157,11 @@ def test_extend_from_a_folder_that_is_not_there_is_one_clear_error(tmp_path):
 def test_extend_from_continues_a_run_stopped_before_its_end_to_the_numbers_of_a_run_made_whole(tmp_path):
     """A probe cut short (no summary, its checkpoint kept) is the trial's beginning: a sweep continues it,
     leaves the probe as it was, and ends on the numbers of the run made in one go."""
-    from plainrnn.experiments.sweep import earlier_run, run_trial
-    from plainrnn.train import loop
+    from machine_lost import train_until_the_machine_goes
+    from plainrnn.experiments.sweep import earlier_run
     grid = parse_grid(["lr=1e-2"])
     (probe,) = build_trials(_base(tmp_path / "probe", "steps=8"), grid, 1, tmp_path / "probe" / "s")
-    real_evaluate, calls = loop.evaluate, []
-
-    def evaluate_then_die(*args, **kwargs):  # the machine goes at the run's second evaluation
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-    with mock.patch("plainrnn.train.loop.evaluate", side_effect=evaluate_then_die), pytest.raises(KeyboardInterrupt):
-        run_trial(probe["config"])
+    train_until_the_machine_goes(probe["config"])  # the machine goes at the run's second evaluation
     stopped = tmp_path / "probe" / "s" / "lr-1e-2-s0"
     assert not (stopped / "summary.json").exists() and [r["step"] for r in _metrics(stopped)] == [2]
     probe_files = {p: p.read_bytes() for p in (tmp_path / "probe").rglob("*") if p.is_file() and p.name != ".lock"}

@@ -1,0 +1,124 @@
+"""`plainrnn publish`: a sweep's evidence into ``results/``, the way docs/results.md keeps it.
+
+``runs/`` is scratch; ``results/<experiment>/<run>/`` is what is committed (REPRODUCTION.md): each
+run's ``config.yaml``, ``summary.json`` and ``metrics.jsonl``, never a checkpoint or a figure
+(``plainrnn report results/<experiment> --plots …`` draws those again). A run cut short goes with its
+config and its metrics as they stand, and no summary, so that no table counts it until it is done.
+
+Publishing never loses evidence:
+
+- a published run of another config under the same name stops everything before a file is written
+  (publishing would replace one experiment's numbers with another's);
+- a published run that got further than the source's (finished where the source is cut, or cut
+  later) is kept as it is: on a new machine a sweep starts its cut runs over, and publishing it
+  halfway must not throw away the steps the old machine had made;
+- runs that are published but not in the source are left alone, so several sweeps can feed one folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from ..train.checkpoint import read_saved_config, write_text, write_yaml
+from ..train.config import RunConfig
+from .sweep import last_evaluated_step
+
+PUBLISHED = ("config.yaml", "summary.json", "metrics.jsonl")
+# Where and how a run was kept, not what it computed: a run published from another folder or device
+# is the same run.
+_INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every")
+
+
+def _runs(source: Path) -> list[Path]:
+    """The run directories of ``source``: a sweep's folder, or one run directory."""
+    if read_saved_config(source) is not None:
+        return [source]
+    return sorted(p for p in source.iterdir() if p.is_dir() and read_saved_config(p) is not None)
+
+
+def _config(run_dir: Path) -> dict | None:
+    saved = read_saved_config(run_dir)
+    if saved is None:
+        return None
+    try:
+        return dataclasses.asdict(RunConfig(**saved))  # keys added since the run was made take their defaults
+    except TypeError:
+        return saved
+
+
+def _difference(published: dict | None, source: dict) -> str | None:
+    """How a published run's config differs from the source's ("lr 0.001 → 0.01"), or None if it is the
+    same run (at most longer or shorter: ``steps`` and ``eval_every`` may differ, as for a run extended
+    to the full budget)."""
+    if published is None:
+        return "a config this version cannot read"
+    keys = sorted((set(published) | set(source)) - set(_INCIDENTAL) - {"steps", "eval_every"})
+    changed = [f"{k} {published.get(k)} → {source.get(k)}" for k in keys if published.get(k) != source.get(k)]
+    return ", ".join(changed) or None
+
+
+def _progress(run_dir: Path) -> tuple[bool, int]:
+    """How far a run got: (finished, its last evaluated step); a finished run is further than any cut one."""
+    return (run_dir / "summary.json").exists(), last_evaluated_step(run_dir) or 0
+
+
+def _whole_lines(metrics: Path) -> str:
+    """A metrics.jsonl up to its last complete line: a run being trained may be writing the next one."""
+    text = metrics.read_text() if metrics.exists() else ""
+    return text[:text.rfind("\n") + 1]
+
+
+def publish(source, dest) -> dict:
+    """Copy each run of ``source`` (a sweep's folder or one run directory) into ``dest/<run name>``:
+    config.yaml, summary.json when the run finished, metrics.jsonl; nothing else.
+
+    Returns ``{"finished": [...], "cut": [...], "kept": [...]}`` (run names): the runs published
+    finished, those published cut short (metrics as they stand, no summary), and those not published
+    because ``dest`` holds the same run further along. Raises ValueError, before writing anything, when
+    ``source`` holds no runs or ``dest`` holds another config under a run's name.
+    """
+    source, dest = Path(source), Path(dest)
+    if not source.is_dir():
+        raise ValueError(f"{source}: no such folder; give a sweep's folder (runs/<sweep>) or one run directory")
+    runs = _runs(source)
+    if not runs:
+        raise ValueError(f"{source} holds no runs (folders with config.json or config.yaml)")
+    if dest.resolve() in {source.resolve(), *(r.resolve() for r in runs)}:
+        raise ValueError(f"{dest}: the source itself; give the results folder to publish into")
+    plan, kept = [], []
+    for run in runs:
+        target = dest / run.name
+        if read_saved_config(target) is not None or (target / "metrics.jsonl").exists():
+            why = _difference(_config(target), _config(run))
+            if why is not None:
+                raise ValueError(f"{target} holds the results of another config ({why}); nothing was "
+                                 "published: move it away or publish into another folder")
+            if _progress(target) > _progress(run):
+                kept.append(run.name)
+                continue
+        plan.append(run)
+    done: dict[str, list[str]] = {"finished": [], "cut": [], "kept": kept}
+    for run in plan:
+        target = dest / run.name
+        target.mkdir(parents=True, exist_ok=True)
+        write_yaml(target / "config.yaml", read_saved_config(run))
+        write_text(target / "metrics.jsonl", _whole_lines(run / "metrics.jsonl"))
+        finished = (run / "summary.json").exists()
+        if finished:
+            summary = json.loads((run / "summary.json").read_text())
+            write_text(target / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        else:
+            (target / "summary.json").unlink(missing_ok=True)  # a shorter run's summary would count it as done
+        (target / "config.json").unlink(missing_ok=True)  # config.yaml alone: the one copy of the config
+        done["finished" if finished else "cut"].append(run.name)
+    return done
+
+
+def describe(done: dict, dest) -> str:
+    """What :func:`publish` did, in a few lines."""
+    lines = [f"published {len(done['finished']) + len(done['cut'])} run(s) to {dest}: {len(done['finished'])} "
+             f"finished, {len(done['cut'])} cut short (config and metrics as they stand, no summary)"]
+    lines += [f"  cut short: {name}" for name in done["cut"]]
+    lines += [f"  kept as published (it got further there): {name}" for name in done["kept"]]
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""`plainrnn publish`: a sweep's evidence into results/ (config.yaml, summary.json, metrics.jsonl; no
+checkpoint), without ever losing a published run that got further or replacing another config's."""
+import json
+
+import pytest
+from machine_lost import train_until_the_machine_goes
+
+from plainrnn.cli import main
+from plainrnn.experiments.publish import publish
+from plainrnn.experiments.report import report
+from plainrnn.experiments.sweep import build_trials, parse_grid, run_sweep
+from plainrnn.train.config import load_config, parse_overrides
+
+SMALL = ["task=adding", "seq_len=6", "hidden=4", "eval_every=2"]
+
+
+def _base(out, *extra):
+    return load_config(None, parse_overrides(SMALL + [f"out={out}", *extra]))
+
+
+def _cut_run(out, steps=8):
+    """A trial stopped at its second evaluation, as a machine lost at the end of a session leaves it."""
+    (trial,) = build_trials(_base(out, f"steps={steps}"), parse_grid(["lr=1e-2"]), 1, out / "s")
+    train_until_the_machine_goes(trial["config"])
+    return out / "s" / "lr-1e-2-s0"
+
+
+def test_publish_copies_the_evidence_and_no_checkpoint_and_the_report_reads_it_alike(tmp_path):
+    run_sweep(_base(tmp_path / "runs", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s", progress=False)
+    done = publish(tmp_path / "runs" / "s", tmp_path / "results")
+    assert done == {"finished": ["lr-1e-2-s0", "lr-1e-3-s0"], "cut": [], "kept": []}
+    for name in done["finished"]:
+        assert sorted(p.name for p in (tmp_path / "results" / name).iterdir()) == ["config.yaml", "metrics.jsonl",
+                                                                                   "summary.json"]
+    assert not list((tmp_path / "results").glob("*.md"))  # the sweep's table is the report's to make
+    assert report([str(tmp_path / "results")]) == report([str(tmp_path / "runs" / "s")])
+
+
+def test_a_cut_run_goes_without_summary_and_never_replaces_a_run_that_got_further(tmp_path):
+    """On a new machine a sweep starts its cut runs over: publishing it halfway keeps the old machine's
+    longer run, and publishing it when it has got further replaces it."""
+    whole = run_sweep(_base(tmp_path / "old", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s",
+                      progress=False)
+    assert whole["results"][0]["status"] == "ok"
+    publish(tmp_path / "old" / "s", tmp_path / "results")
+    published = tmp_path / "results" / "lr-1e-2-s0"
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
+    cut = _cut_run(tmp_path / "new")
+    assert publish(cut.parent, tmp_path / "results") == {"finished": [], "cut": [], "kept": ["lr-1e-2-s0"]}
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before
+    # into an empty folder the cut run goes as it stands: config and metrics, no summary
+    assert publish(cut.parent, tmp_path / "fresh") == {"finished": [], "cut": ["lr-1e-2-s0"], "kept": []}
+    fresh = tmp_path / "fresh" / "lr-1e-2-s0"
+    assert sorted(p.name for p in fresh.iterdir()) == ["config.yaml", "metrics.jsonl"]
+    assert [json.loads(line)["step"] for line in (fresh / "metrics.jsonl").read_text().splitlines()] == [2]
+    # the run, resumed to its end, replaces its cut copy
+    res = run_sweep(_base(tmp_path / "new", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
+    assert res["results"][0]["status"] == "resumed"
+    assert publish(cut.parent, tmp_path / "fresh") == {"finished": ["lr-1e-2-s0"], "cut": [], "kept": []}
+    assert (fresh / "summary.json").exists()
+
+
+def test_another_config_under_a_runs_name_stops_it_before_a_file_is_written(tmp_path):
+    run_sweep(_base(tmp_path / "a", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s", progress=False)
+    run_sweep(_base(tmp_path / "b", "steps=4", "clip=1"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s",
+              progress=False)
+    publish(tmp_path / "a" / "s", tmp_path / "results")
+    before = {p: p.read_bytes() for p in (tmp_path / "results").rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"^\S+/results/lr-1e-2-s0 holds the results of another config "
+                                         r"\(clip None → 1\.0\); nothing was published"):
+        publish(tmp_path / "b" / "s", tmp_path / "results")
+    assert {p: p.read_bytes() for p in (tmp_path / "results").rglob("*") if p.is_file()} == before
+
+
+def test_cli_publish_prints_what_it_did_and_bad_input_is_one_line(tmp_path, capsys):
+    run_sweep(_base(tmp_path / "runs", "steps=4"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
+    assert main(["publish", str(tmp_path / "runs" / "s"), str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out.startswith(f"published 1 run(s) to {tmp_path / 'results'}: 1 finished, 0 cut short")
+    assert main(["publish", str(tmp_path / "nope"), str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope: no such folder" in err and "Traceback" not in err
+    assert main(["publish", str(tmp_path / "results"), str(tmp_path / "results")]) == 2
+    assert "the source itself" in capsys.readouterr().err
+
+
+def test_a_line_being_written_is_left_out(tmp_path):
+    """A run still training may be halfway through its next metrics line: only whole lines go."""
+    cut = _cut_run(tmp_path / "runs")
+    with open(cut / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "train_lo')
+    publish(cut.parent, tmp_path / "results")
+    lines = (tmp_path / "results" / cut.name / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2]
