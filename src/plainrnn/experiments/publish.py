@@ -22,12 +22,7 @@ from pathlib import Path
 
 from ..train.checkpoint import read_saved_config, write_text, write_yaml
 from ..train.config import RunConfig
-from .sweep import last_evaluated_step
-
-PUBLISHED = ("config.yaml", "summary.json", "metrics.jsonl")
-# Where and how a run was kept, not what it computed: a run published from another folder or device
-# is the same run.
-_INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every")
+from .sweep import RUN_LENGTH_KEYS, config_differences, last_evaluated_step
 
 
 def _runs(source: Path) -> list[Path]:
@@ -37,24 +32,20 @@ def _runs(source: Path) -> list[Path]:
     return sorted(p for p in source.iterdir() if p.is_dir() and read_saved_config(p) is not None)
 
 
-def _config(run_dir: Path) -> dict | None:
-    saved = read_saved_config(run_dir)
-    if saved is None:
-        return None
-    try:
-        return dataclasses.asdict(RunConfig(**saved))  # keys added since the run was made take their defaults
-    except TypeError:
-        return saved
-
-
-def _difference(published: dict | None, source: dict) -> str | None:
+def _difference(published: Path, source: Path) -> str | None:
     """How a published run's config differs from the source's ("lr 0.001 → 0.01"), or None if it is the
     same run (at most longer or shorter: ``steps`` and ``eval_every`` may differ, as for a run extended
     to the full budget)."""
-    if published is None:
+    source_config = read_saved_config(source)
+    try:
+        source_config = dataclasses.asdict(RunConfig(**source_config))  # keys added since take their defaults
+    except TypeError:  # a run of an older version, with a key RunConfig no longer has: compared as written
+        pass
+    saved = read_saved_config(published)
+    diff = None if saved is None else config_differences(saved, source_config)
+    if diff is None:
         return "a config this version cannot read"
-    keys = sorted((set(published) | set(source)) - set(_INCIDENTAL) - {"steps", "eval_every"})
-    changed = [f"{k} {published.get(k)} → {source.get(k)}" for k in keys if published.get(k) != source.get(k)]
+    changed = [f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items()) if k not in RUN_LENGTH_KEYS]
     return ", ".join(changed) or None
 
 
@@ -90,7 +81,7 @@ def publish(source, dest) -> dict:
     for run in runs:
         target = dest / run.name
         if read_saved_config(target) is not None or (target / "metrics.jsonl").exists():
-            why = _difference(_config(target), _config(run))
+            why = _difference(target, run)
             if why is not None:
                 raise ValueError(f"{target} holds the results of another config ({why}); nothing was "
                                  "published: move it away or publish into another folder")

@@ -106,7 +106,7 @@ def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir
 _INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every")
 
 
-def _differences(saved: dict, config: dict) -> dict[str, tuple] | None:
+def config_differences(saved: dict, config: dict) -> dict[str, tuple] | None:
     """The keys in which a run directory's config differs from this trial's, as ``{key: (saved, wanted)}``.
     A key added to RunConfig since the run was made takes its default, so a new option does not set a
     run apart from the trial it was; None when the saved config has a key RunConfig no longer has."""
@@ -137,7 +137,7 @@ def trial_state(config: dict) -> str:
     if not config_file.exists():
         return "new"
     saved = json.loads(config_file.read_text())
-    diff = _differences(saved, config)
+    diff = config_differences(saved, config)
     has_summary, has_checkpoint = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
     if diff == {}:
         return "done" if has_summary else ("resumable" if has_checkpoint else "new")
@@ -157,7 +157,7 @@ def trial_conflict(config: dict) -> str | None:
     if trial_state(config) != "conflict":
         return None
     run_dir = _run_dir(config)
-    diff = _differences(json.loads((run_dir / "config.json").read_text()), config)
+    diff = config_differences(json.loads((run_dir / "config.json").read_text()), config)
     what = ("a config this version cannot read" if diff is None else
             ", ".join(f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items())))
     return f"{run_dir} holds the results of another config ({what})"
@@ -165,7 +165,7 @@ def trial_conflict(config: dict) -> str | None:
 
 # How long a run goes and how often it is judged. A run that differs from a trial in these alone, with
 # fewer steps, is that trial's beginning: `--extend-from` continues it instead of training it again.
-_LENGTH = ("steps", "eval_every")
+RUN_LENGTH_KEYS = ("steps", "eval_every")
 
 
 def _folders(source_dirs) -> list[Path]:
@@ -192,11 +192,11 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
     None if there is none."""
     found: list[tuple[int, Path]] = []
     for run_dir, saved in _runs_in(source_dirs) if runs is None else runs:
-        diff = _differences(saved, config)
+        diff = config_differences(saved, config)
         if diff is None:
             continue
         diff.pop("name", None)  # the folder's name: another grid names the same trial otherwise
-        if not set(diff) <= set(_LENGTH):
+        if not set(diff) <= set(RUN_LENGTH_KEYS):
             continue
         had, wants = diff.get("steps", (config["steps"], config["steps"]))
         finished, resumable = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
