@@ -18,17 +18,18 @@ def _base(out, *extra):
     return load_config(None, parse_overrides(SMALL + [f"out={out}", *extra]))
 
 
-def _cut_run(out, steps=8):
-    """A trial stopped at its second evaluation, as a machine lost at the end of a session leaves it."""
+def _cut_run(out, steps=8, at_evaluation=2):
+    """A trial stopped at an evaluation, as a machine lost at the end of a session leaves it."""
     (trial,) = build_trials(_base(out, f"steps={steps}"), parse_grid(["lr=1e-2"]), 1, out / "s")
-    train_until_the_machine_goes(trial["config"])
+    train_until_the_machine_goes(trial["config"], at_evaluation)
     return out / "s" / "lr-1e-2-s0"
 
 
 def test_publish_copies_the_evidence_and_no_checkpoint_and_the_report_reads_it_alike(tmp_path):
     run_sweep(_base(tmp_path / "runs", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s", progress=False)
     done = publish(tmp_path / "runs" / "s", tmp_path / "results")
-    assert done == {"finished": ["lr-1e-2-s0", "lr-1e-3-s0"], "cut": [], "kept": []}
+    assert done == {"finished": ["lr-1e-2-s0", "lr-1e-3-s0"], "cut": [], "kept": [],
+                    "not evaluated": []}
     for name in done["finished"]:
         assert sorted(p.name for p in (tmp_path / "results" / name).iterdir()) == ["config.yaml", "metrics.jsonl",
                                                                                    "summary.json"]
@@ -46,17 +47,20 @@ def test_a_cut_run_goes_without_summary_and_never_replaces_a_run_that_got_furthe
     published = tmp_path / "results" / "lr-1e-2-s0"
     before = {p.name: p.read_bytes() for p in published.iterdir()}
     cut = _cut_run(tmp_path / "new")
-    assert publish(cut.parent, tmp_path / "results") == {"finished": [], "cut": [], "kept": ["lr-1e-2-s0"]}
+    assert publish(cut.parent, tmp_path / "results") == {"finished": [], "cut": [], "kept": ["lr-1e-2-s0"],
+                                                            "not evaluated": []}
     assert {p.name: p.read_bytes() for p in published.iterdir()} == before
     # into an empty folder the cut run goes as it stands: config and metrics, no summary
-    assert publish(cut.parent, tmp_path / "fresh") == {"finished": [], "cut": ["lr-1e-2-s0"], "kept": []}
+    assert publish(cut.parent, tmp_path / "fresh") == {"finished": [], "cut": ["lr-1e-2-s0"], "kept": [],
+                                                            "not evaluated": []}
     fresh = tmp_path / "fresh" / "lr-1e-2-s0"
     assert sorted(p.name for p in fresh.iterdir()) == ["config.yaml", "metrics.jsonl"]
     assert [json.loads(line)["step"] for line in (fresh / "metrics.jsonl").read_text().splitlines()] == [2]
     # the run, resumed to its end, replaces its cut copy
     res = run_sweep(_base(tmp_path / "new", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
     assert res["results"][0]["status"] == "resumed"
-    assert publish(cut.parent, tmp_path / "fresh") == {"finished": ["lr-1e-2-s0"], "cut": [], "kept": []}
+    assert publish(cut.parent, tmp_path / "fresh") == {"finished": ["lr-1e-2-s0"], "cut": [], "kept": [],
+                                                            "not evaluated": []}
     assert (fresh / "summary.json").exists()
 
 
@@ -91,3 +95,10 @@ def test_a_line_being_written_is_left_out(tmp_path):
     publish(cut.parent, tmp_path / "results")
     lines = (tmp_path / "results" / cut.name / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2]
+
+
+def test_a_run_stopped_before_its_first_evaluation_is_not_published(tmp_path):
+    cut = _cut_run(tmp_path / "runs", at_evaluation=1)
+    assert publish(cut.parent, tmp_path / "results") == {"finished": [], "cut": [], "kept": [],
+                                                         "not evaluated": ["lr-1e-2-s0"]}
+    assert not (tmp_path / "results" / cut.name).exists()

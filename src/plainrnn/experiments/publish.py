@@ -64,9 +64,10 @@ def publish(source, dest) -> dict:
     """Copy each run of ``source`` (a sweep's folder or one run directory) into ``dest/<run name>``:
     config.yaml, summary.json when the run finished, metrics.jsonl; nothing else.
 
-    Returns ``{"finished": [...], "cut": [...], "kept": [...]}`` (run names): the runs published
-    finished, those published cut short (metrics as they stand, no summary), and those not published
-    because ``dest`` holds the same run further along. Raises ValueError, before writing anything, when
+    Returns ``{"finished": [...], "cut": [...], "kept": [...], "not evaluated": [...]}`` (run names): the
+    runs published finished, those published cut short (metrics as they stand, no summary), those not
+    published because ``dest`` holds the same run further along, and those not published because they
+    stopped before their first evaluation (nothing to show). Raises ValueError, before writing anything, when
     ``source`` holds no runs or ``dest`` holds another config under a run's name.
     """
     source, dest = Path(source), Path(dest)
@@ -77,9 +78,12 @@ def publish(source, dest) -> dict:
         raise ValueError(f"{source} holds no runs (folders with config.json or config.yaml)")
     if dest.resolve() in {source.resolve(), *(r.resolve() for r in runs)}:
         raise ValueError(f"{dest}: the source itself; give the results folder to publish into")
-    plan, kept = [], []
+    plan, kept, empty = [], [], []
     for run in runs:
         target = dest / run.name
+        if _progress(run) == (False, 0):  # started, never evaluated: no evidence yet
+            empty.append(run.name)
+            continue
         if read_saved_config(target) is not None or (target / "metrics.jsonl").exists():
             why = _difference(target, run)
             if why is not None:
@@ -89,7 +93,7 @@ def publish(source, dest) -> dict:
                 kept.append(run.name)
                 continue
         plan.append(run)
-    done: dict[str, list[str]] = {"finished": [], "cut": [], "kept": kept}
+    done: dict[str, list[str]] = {"finished": [], "cut": [], "kept": kept, "not evaluated": empty}
     for run in plan:
         target = dest / run.name
         target.mkdir(parents=True, exist_ok=True)
@@ -112,4 +116,5 @@ def describe(done: dict, dest) -> str:
              f"finished, {len(done['cut'])} cut short (config and metrics as they stand, no summary)"]
     lines += [f"  cut short: {name}" for name in done["cut"]]
     lines += [f"  kept as published (it got further there): {name}" for name in done["kept"]]
+    lines += [f"  not published (no evaluation yet): {name}" for name in done["not evaluated"]]
     return "\n".join(lines)

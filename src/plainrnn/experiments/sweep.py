@@ -222,7 +222,12 @@ def last_evaluated_step(run_dir: Path) -> int | None:
     metrics = run_dir / "metrics.jsonl"
     if not metrics.exists():
         return None
-    steps = [json.loads(line).get("step") for line in metrics.read_text().splitlines() if line.strip()]
+    steps = []
+    for line in metrics.read_text().splitlines():
+        try:
+            steps.append(json.loads(line).get("step"))
+        except ValueError:  # blank, or the line a running trial is writing right now
+            continue
     return next((s for s in reversed(steps) if isinstance(s, int)), None)
 
 
