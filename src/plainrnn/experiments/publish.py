@@ -16,33 +16,26 @@ Publishing never loses evidence:
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 from ..train.checkpoint import read_saved_config, write_text, write_yaml
-from ..train.config import RunConfig
-from .sweep import RUN_LENGTH_KEYS, config_differences, last_evaluated_step
+from .report import read_config
+from .sweep import RUN_LENGTH_KEYS, config_differences, last_evaluated_step, saved_runs
 
 
 def _runs(source: Path) -> list[Path]:
     """The run directories of ``source``: a sweep's folder, or one run directory."""
     if read_saved_config(source) is not None:
         return [source]
-    return sorted(p for p in source.iterdir() if p.is_dir() and read_saved_config(p) is not None)
+    return [run_dir for run_dir, _ in saved_runs(source)]
 
 
 def _difference(published: Path, source: Path) -> str | None:
     """How a published run's config differs from the source's ("lr 0.001 → 0.01"), or None if it is the
     same run (at most longer or shorter: ``steps`` and ``eval_every`` may differ, as for a run extended
     to the full budget)."""
-    source_config = read_saved_config(source)
-    try:
-        source_config = dataclasses.asdict(RunConfig(**source_config))  # keys added since take their defaults
-    except TypeError:  # a run of an older version, with a key RunConfig no longer has: compared as written
-        pass
     saved = read_saved_config(published)
-    diff = None if saved is None else config_differences(saved, source_config)
+    diff = None if saved is None else config_differences(saved, read_config(source))
     if diff is None:
         return "a config this version cannot read"
     changed = [f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items()) if k not in RUN_LENGTH_KEYS]
@@ -101,8 +94,7 @@ def publish(source, dest) -> dict:
         write_text(target / "metrics.jsonl", _whole_lines(run / "metrics.jsonl"))
         finished = (run / "summary.json").exists()
         if finished:
-            summary = json.loads((run / "summary.json").read_text())
-            write_text(target / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            write_text(target / "summary.json", (run / "summary.json").read_text())
         else:
             (target / "summary.json").unlink(missing_ok=True)  # a shorter run's summary would count it as done
         (target / "config.json").unlink(missing_ok=True)  # config.yaml alone: the one copy of the config

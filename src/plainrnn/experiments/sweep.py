@@ -172,7 +172,8 @@ def _folders(source_dirs) -> list[Path]:
     return [Path(source_dirs)] if isinstance(source_dirs, (str, Path)) else [Path(d) for d in source_dirs]
 
 
-def _runs_in(source_dirs) -> list[tuple[Path, dict]]:
+def saved_runs(source_dirs) -> list[tuple[Path, dict]]:
+    """(run directory, its config as written) for each run in ``source_dirs`` (folders of runs)."""
     from ..train.checkpoint import read_saved_config
     runs = []
     for folder in _folders(source_dirs):
@@ -191,7 +192,7 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
     of the same or fewer steps that was stopped before its end. Of several, the one that got furthest.
     None if there is none."""
     found: list[tuple[int, Path]] = []
-    for run_dir, saved in _runs_in(source_dirs) if runs is None else runs:
+    for run_dir, saved in saved_runs(source_dirs) if runs is None else runs:
         diff = config_differences(saved, config)
         if diff is None:
             continue
@@ -243,7 +244,7 @@ def extend_from(trials: list[dict], source_dirs) -> list[Path]:
     alone. Returns the run directories that were filled."""
     from ..train.checkpoint import write_json, write_yaml
     from ..train.lock import RunDirBusy, hold_run_dir
-    runs = _runs_in(source_dirs)
+    runs = saved_runs(source_dirs)
     taken = []
     for trial in trials:
         config = trial["config"]
