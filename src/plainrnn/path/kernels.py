@@ -40,7 +40,8 @@ _SOURCE = Path(__file__).with_name("csrc") / "squared_sweep.cpp"
 # -ffp-contract=off: left to itself, g++ fuses a·b + c into one FMA in some variants of the sweep and
 # not in others (on an AVX2 CPU, the update variant's row sums differed from a fresh sweep's in the last
 # bit), and the optimizer's reuse of the update's products as the next κ relies on them being equal.
-# On a 4000×4000 float32 sweep it costs about 10 % of the kernel, under 1 % of an MLP Path-SGD step.
+# It costs about 10 % of the kernel alone (4000×4000 float32, measured beside training runs); the MLP
+# step as a whole stays at its target (`plainrnn bench --only mlp_path_sgd_overhead`: 1.011, 2026-11-23).
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"] + (["-mprefer-vector-width=512"] if platform.machine() == "x86_64" else [])
 _lock = threading.Lock()
 _module = None

@@ -15,9 +15,9 @@
 // Determinism: every sum is accumulated in kLanes fixed lanes, in the order the source gives, and the
 // lanes are added in a fixed order at the end. The compiler may vectorize the lane loops but may not
 // reorder them (no -ffast-math) or fuse a multiply and an add into one rounding (-ffp-contract=off,
-// which g++ otherwise applies in some variants and not in others), so a row's result is the same in every variant of the kernel (with or
-// without the update, with or without the other product). This is what lets an optimizer use the
-// products its update produced instead of a fresh pass, bit for bit.
+// which g++ otherwise applies in some variants and not in others), so a row's result is the same in
+// every variant of the kernel (with or without the update, with or without the other product). This is
+// what lets an optimizer use the products its update produced instead of a fresh pass, bit for bit.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
