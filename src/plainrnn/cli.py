@@ -208,7 +208,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_publish(args) -> int:
     from .experiments.publish import describe, publish
-    print(describe(publish(args.source, args.dest), args.dest))
+    print(describe(publish(args.source, args.dest, checkpoints=args.checkpoints), args.dest))
     return 0
 
 
@@ -439,16 +439,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="multiply the final test metric in --columns cells (100: the paper's MSE×100)")
     rep.set_defaults(func=_cmd_report)
 
-    pub = sub.add_parser("publish", help="copy a sweep's evidence into results/ (config, summary, metrics; no "
-                                         "checkpoints)",
+    pub = sub.add_parser("publish", help="copy a sweep's evidence into results/ (config, summary, metrics; "
+                                         "--checkpoints: cut runs resume elsewhere)",
                          description="Copy each run of SOURCE into DEST/<run>: config.yaml, summary.json (when it "
-                                     "finished) and metrics.jsonl, never a checkpoint; what results/ keeps "
-                                     "(REPRODUCTION.md). A run cut short goes with its metrics as they stand and no "
-                                     "summary. A published run that got further is kept; another config under a "
-                                     "run's name stops it before anything is written.",
-                         epilog="example: plainrnn publish runs/table2-adding-cpu results/table2_adding_cpu")
+                                     "finished) and metrics.jsonl; what results/ keeps (REPRODUCTION.md). A run cut "
+                                     "short goes with its metrics as they stand and no summary (and, with "
+                                     "--checkpoints, its checkpoint). A published run that got further is kept; "
+                                     "another config under a run's name stops it before anything is written.",
+                         epilog="example: plainrnn publish runs/table2-adding-cpu results/table2_adding_cpu "
+                                "--checkpoints   (then, on any machine: plainrnn reproduce table2-adding --budget cpu "
+                                "--extend-from results/table2_adding_cpu)")
     pub.add_argument("source", help="a sweep's folder (runs/<sweep>) or one run directory")
     pub.add_argument("dest", help="the folder to publish into (results/<experiment>)")
+    pub.add_argument("--checkpoints", action="store_true",
+                     help="publish each cut run's checkpoint.pt too, so that --extend-from DEST resumes it on another "
+                          "machine (a run that spans sessions); without it, a cut run's earlier published checkpoint "
+                          "is removed, since it would resume behind the metrics. Finished runs never keep one")
     pub.set_defaults(func=_cmd_publish)
 
     from .experiments.recipes import BUDGET_NAMES, RECIPES

@@ -1,12 +1,13 @@
-"""`plainrnn publish`: a sweep's evidence into results/ (config.yaml, summary.json, metrics.jsonl; no
-checkpoint), without ever losing a published run that got further or replacing another config's."""
+"""`plainrnn publish`: a sweep's evidence into results/ (config.yaml, summary.json, metrics.jsonl; a cut
+run's checkpoint only with --checkpoints), without ever losing a published run that got further or
+replacing another config's."""
 import json
 
 import pytest
 from machine_lost import train_until_the_machine_goes
 
 from plainrnn.cli import main
-from plainrnn.experiments.publish import publish
+from plainrnn.experiments.publish import describe, publish
 from plainrnn.experiments.report import report
 from plainrnn.experiments.sweep import build_trials, parse_grid, run_sweep
 from plainrnn.train.config import load_config, parse_overrides
@@ -102,3 +103,63 @@ def test_a_run_stopped_before_its_first_evaluation_is_not_published(tmp_path):
     assert publish(cut.parent, tmp_path / "results") == {"finished": [], "cut": [], "kept": [],
                                                          "not evaluated": ["lr-1e-2-s0"]}
     assert not (tmp_path / "results" / cut.name).exists()
+
+
+def test_with_checkpoints_a_cut_run_resumes_on_a_new_machine_to_the_numbers_of_a_run_made_whole(tmp_path):
+    """A cell cut at a session's end, published with its checkpoint, is continued by `--extend-from
+    results/…` on a machine that has no runs/ at all, and ends on the numbers of the run made in one go.
+    Once finished and published again, it keeps no checkpoint; without the flag none goes."""
+    cut = _cut_run(tmp_path / "old", at_evaluation=3)  # evaluated at steps 2 and 4, checkpoint at 4
+    assert publish(cut.parent, tmp_path / "plain")["cut"] == [cut.name]
+    assert not (tmp_path / "plain" / cut.name / "checkpoint.pt").exists()
+    done = publish(cut.parent, tmp_path / "results", checkpoints=True)
+    published = tmp_path / "results" / cut.name
+    assert done["cut"] == [cut.name] and (published / "checkpoint.pt").read_bytes() == (cut / "checkpoint.pt").read_bytes()
+    assert "(with its checkpoint" in describe(done, tmp_path / "results")
+    (tmp_path / "old").rename(tmp_path / "lost")  # the old machine's runs/ is gone
+    res = run_sweep(_base(tmp_path / "new", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False,
+                    extend=tmp_path / "results")
+    assert [r["status"] for r in res["results"]] == ["resumed"]
+    whole = run_sweep(_base(tmp_path / "whole", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s",
+                      progress=False)
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "wall_s"}  # noqa: E731
+                          for line in path.read_text().splitlines()]
+    resumed = tmp_path / "new" / "s" / cut.name
+    assert strip(resumed / "metrics.jsonl") == strip(tmp_path / "whole" / "s" / cut.name / "metrics.jsonl")
+    assert publish(resumed.parent, tmp_path / "results", checkpoints=True)["finished"] == [cut.name]
+    # (.lock: the resume held the published run while it took it; git ignores it)
+    assert sorted(p.name for p in published.iterdir()) == [".lock", "config.yaml", "metrics.jsonl", "summary.json"]
+
+
+def test_the_checkpoint_is_taken_before_the_metrics_so_a_resume_never_skips_a_line(tmp_path, monkeypatch):
+    """A run still training writes a metrics line, then its checkpoint, at each evaluation. If it
+    evaluates between publish's two reads, whichever comes first, the published metrics must still
+    reach the published checkpoint's step (a resume keeps the lines up to it and recomputes the rest)."""
+    import torch
+
+    import plainrnn.experiments.publish as pub
+    cut = _cut_run(tmp_path / "runs", at_evaluation=3)  # checkpoint and metrics at step 4
+    evaluated = []
+
+    def the_run_evaluates_step_6():
+        if evaluated:
+            return
+        evaluated.append(1)
+        with open(cut / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": 6}) + "\n")
+        ckpt = torch.load(cut / "checkpoint.pt", weights_only=False)
+        torch.save(dict(ckpt, step=6), cut / "checkpoint.pt")
+
+    def after(read):
+        def wrapped(*args):
+            out = read(*args)
+            the_run_evaluates_step_6()
+            return out
+        return wrapped
+    monkeypatch.setattr(pub, "_copy_whole", after(pub._copy_whole))
+    monkeypatch.setattr(pub, "_whole_lines", after(pub._whole_lines))
+    publish(cut.parent, tmp_path / "results", checkpoints=True)
+    assert evaluated
+    ckpt_step = torch.load(tmp_path / "results" / cut.name / "checkpoint.pt", weights_only=False)["step"]
+    published = (tmp_path / "results" / cut.name / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(published[-1])["step"] >= ckpt_step

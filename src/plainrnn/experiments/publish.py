@@ -1,9 +1,12 @@
 """`plainrnn publish`: a sweep's evidence into ``results/``, the way docs/results.md keeps it.
 
 ``runs/`` is scratch; ``results/<experiment>/<run>/`` is what is committed (REPRODUCTION.md): each
-run's ``config.yaml``, ``summary.json`` and ``metrics.jsonl``, never a checkpoint or a figure
-(``plainrnn report results/<experiment> --plots …`` draws those again). A run cut short goes with its
-config and its metrics as they stand, and no summary, so that no table counts it until it is done.
+run's ``config.yaml``, ``summary.json`` and ``metrics.jsonl``, never a figure (``plainrnn report
+results/<experiment> --plots …`` draws those again). A run cut short goes with its config and its
+metrics as they stand, and no summary, so that no table counts it until it is done; with
+``checkpoints=True`` (``--checkpoints``) its ``checkpoint.pt`` goes too, so that a cell cut at the end of
+a session resumes on another machine (``plainrnn reproduce … --extend-from results/<experiment>``)
+instead of starting over. A finished run never keeps a checkpoint there.
 
 Publishing never loses evidence:
 
@@ -16,6 +19,8 @@ Publishing never loses evidence:
 """
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from ..train.checkpoint import read_saved_config, write_text, write_yaml
@@ -53,9 +58,17 @@ def _whole_lines(metrics: Path) -> str:
     return text[:text.rfind("\n") + 1]
 
 
-def publish(source, dest) -> dict:
+def _copy_whole(src: Path, dst: Path) -> None:
+    """``src`` to ``dst`` through a temporary file: a reader never sees half a checkpoint."""
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def publish(source, dest, checkpoints: bool = False) -> dict:
     """Copy each run of ``source`` (a sweep's folder or one run directory) into ``dest/<run name>``:
-    config.yaml, summary.json when the run finished, metrics.jsonl; nothing else.
+    config.yaml, summary.json when the run finished, metrics.jsonl, and with ``checkpoints`` the
+    checkpoint of a run cut short; nothing else.
 
     Returns ``{"finished": [...], "cut": [...], "kept": [...], "not evaluated": [...]}`` (run names): the
     runs published finished, those published cut short (metrics as they stand, no summary), those not
@@ -91,8 +104,18 @@ def publish(source, dest) -> dict:
         target = dest / run.name
         target.mkdir(parents=True, exist_ok=True)
         write_yaml(target / "config.yaml", read_saved_config(run))
-        write_text(target / "metrics.jsonl", _whole_lines(run / "metrics.jsonl"))
+        # The checkpoint before the metrics: a run still training writes its metrics line, then its
+        # checkpoint, at each evaluation. Taken in this order the metrics reach at least the
+        # checkpoint's step, and a resume keeps exactly the lines the checkpoint covers; in the other
+        # order a checkpoint newer than the metrics would resume past a line that is not there.
+        # Whether it finished, before its metrics: a run writes its summary after its last line.
         finished = (run / "summary.json").exists()
+        resumable = checkpoints and not finished and (run / "checkpoint.pt").exists()
+        if resumable:
+            _copy_whole(run / "checkpoint.pt", target / "checkpoint.pt")
+        write_text(target / "metrics.jsonl", _whole_lines(run / "metrics.jsonl"))
+        if not resumable:  # an older checkpoint would resume behind the metrics just written
+            (target / "checkpoint.pt").unlink(missing_ok=True)
         if finished:
             write_text(target / "summary.json", (run / "summary.json").read_text())
         else:
@@ -106,7 +129,10 @@ def describe(done: dict, dest) -> str:
     """What :func:`publish` did, in a few lines."""
     lines = [f"published {len(done['finished']) + len(done['cut'])} run(s) to {dest}: {len(done['finished'])} "
              f"finished, {len(done['cut'])} cut short (config and metrics as they stand, no summary)"]
-    lines += [f"  cut short: {name}" for name in done["cut"]]
+    dest = Path(dest)
+    lines += [f"  cut short: {name}" + (" (with its checkpoint: --extend-from resumes it)"
+                                        if (dest / name / "checkpoint.pt").exists() else "")
+              for name in done["cut"]]
     lines += [f"  kept as published (it got further there): {name}" for name in done["kept"]]
     lines += [f"  not published (no evaluation yet): {name}" for name in done["not evaluated"]]
     return "\n".join(lines)
