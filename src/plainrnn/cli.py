@@ -302,8 +302,8 @@ def _cmd_reproduce(args) -> int:
             raise ValueError(f"--extend-from {folder}: no such folder; give a sweep's folder, "
                              f"e.g. runs/{args.recipe}-cpu")
     if args.list:
-        from .experiments.sweep import (build_trials, continues_from, earlier_run, trial_conflict, trial_holder,
-                                        trial_progress, trial_state)
+        from .experiments.sweep import (build_trials, continues_from, diverged_at, earlier_run, trial_conflict,
+                                        trial_holder, trial_progress, trial_state)
         trials = build_trials(base, grid, args.seeds or plan["seeds"], Path(base.out) / plan["dir"])
         states: dict[str, int] = {}
         for trial in trials:
@@ -317,6 +317,8 @@ def _cmd_reproduce(args) -> int:
             elif state == "new" and args.extend_from and (source := earlier_run(trial["config"], args.extend_from)):
                 start, finished = continues_from(source)
                 where = (f"  (takes {source} as it is)" if finished and start == trial["config"]["steps"] else
+                         f"  (takes {source}: it diverged, at step {diverged_at(source):,})"
+                         if finished and diverged_at(source) is not None else
                          f"  (continues {source} from step {start:,})")
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
             states[state] = states.get(state, 0) + 1

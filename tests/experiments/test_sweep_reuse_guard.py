@@ -145,6 +145,36 @@ def test_extend_from_takes_a_diverged_shorter_run_as_done(tmp_path):
     (result,) = res["results"]
     assert result["status"] == "reused" and result["diverged"]
     assert result["run_dir"] == str(tmp_path / "full" / "s" / "lr-1e3-s0")
+    # published (no checkpoint) it is the trial's end all the same
+    (tmp_path / "cpu" / "s" / "lr-1e3-s0" / "checkpoint.pt").unlink(missing_ok=True)
+    again = run_sweep(_base(tmp_path / "new", "steps=8", "diverge_above=1.5"), grid, workers=1, name="s",
+                      progress=False, extend=tmp_path / "cpu" / "s")
+    assert [(r["status"], r["diverged"]) for r in again["results"]] == [("reused", True)]
+
+
+def test_reproduce_list_says_which_run_a_trial_takes_and_that_a_diverged_one_needs_no_checkpoint(tmp_path, capsys):
+    """`reproduce --list --extend-from DIR` names the run each new trial would take: a shorter run that
+    diverged (published: no checkpoint) is taken as the trial's end, at the step it diverged."""
+    from plainrnn.cli import main
+    from plainrnn.experiments.recipes import RECIPES
+    sets = ["--seeds", "1", "--set", "eval_every=2", "--set", "seq_len=6", "--set", "hidden=4",
+            "--only", "margin=0", "--only", "margin=1"]
+    base = load_config(None, {**RECIPES["orth-copy"]["base"], "steps": 4, "eval_every": 2, "seq_len": 6, "hidden": 4,
+                              "out": str(tmp_path / "short")})
+    trials = {t["setting"]: t["config"] for t in build_trials(base, RECIPES["orth-copy"]["grid"], 1, tmp_path / "pub")}
+    for margin, summary in (("0", dict(diverged=True, diverged_step=3, steps=3)), ("1", dict(diverged=False, steps=4))):
+        run = tmp_path / "pub" / f"margin-{margin}-s{base.seed}"  # published: config, summary, metrics
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(trials[f"margin={margin}"]))
+        (run / "summary.json").write_text(json.dumps(summary))
+        (run / "metrics.jsonl").write_text(json.dumps(dict(step=2, test_metric=0.5)) + "\n")
+    argv = ["reproduce", "orth-copy", *sets, "--set", "steps=8", "--set", f"out={tmp_path / 'full'}",
+            "--extend-from", str(tmp_path / "pub"), "--list"]
+    assert main(argv) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == f"new        margin=0  seed {base.seed}  (takes {tmp_path / 'pub' / f'margin-0-s{base.seed}'}: " \
+                        "it diverged, at step 3)"
+    assert listed[1] == f"new        margin=1  seed {base.seed}"  # finished, no checkpoint: cannot go on
 
 
 def test_extend_from_a_folder_that_is_not_there_is_one_clear_error(tmp_path):

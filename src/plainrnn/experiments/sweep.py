@@ -189,8 +189,9 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
     another recipe that ran the same trial, a probe cut short), found by its config, not its folder
     name: the same config finished (the trial itself, taken as it is), or the trial's beginning with
     its checkpoint: a finished run with fewer ``steps`` (and perhaps another ``eval_every``), or a run
-    of the same or fewer steps that was stopped before its end. Of several, the one that got furthest.
-    None if there is none."""
+    of the same or fewer steps that was stopped before its end; or a finished shorter run that diverged,
+    with or without its checkpoint, since more steps cannot undo a divergence. Of several, the one that
+    got furthest. None if there is none."""
     found: list[tuple[int, Path]] = []
     for run_dir, saved in saved_runs(source_dirs) if runs is None else runs:
         diff = config_differences(saved, config)
@@ -201,11 +202,21 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[Path, dict]] | None 
             continue
         had, wants = diff.get("steps", (config["steps"], config["steps"]))
         finished, resumable = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
-        if finished and (had == wants and not diff or had < wants and resumable):
+        # a shorter run that diverged is the trial's end, checkpoint or not (a published one has none)
+        if finished and (had == wants and not diff or had < wants and (resumable or diverged_at(run_dir) is not None)):
             found.append((had, run_dir))
         elif not finished and resumable and had <= wants and (reached := last_evaluated_step(run_dir)) is not None:
             found.append((reached, run_dir))
     return max(found, key=lambda f: f[0])[1] if found else None
+
+
+def diverged_at(run_dir: Path) -> int | None:
+    """The step at which a finished run (one with summary.json) diverged; None if it did not."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (summary.get("diverged_step") or summary.get("steps") or 0) if summary.get("diverged") else None
 
 
 def continues_from(source: Path) -> tuple[int, bool]:
