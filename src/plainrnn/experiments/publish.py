@@ -104,12 +104,12 @@ def publish(source, dest, checkpoints: bool = False) -> dict:
         target = dest / run.name
         target.mkdir(parents=True, exist_ok=True)
         write_yaml(target / "config.yaml", read_saved_config(run))
+        # Whether it finished, before its metrics: a run writes its summary after its last line.
+        finished = (run / "summary.json").exists()
         # The checkpoint before the metrics: a run still training writes its metrics line, then its
         # checkpoint, at each evaluation. Taken in this order the metrics reach at least the
         # checkpoint's step, and a resume keeps exactly the lines the checkpoint covers; in the other
         # order a checkpoint newer than the metrics would resume past a line that is not there.
-        # Whether it finished, before its metrics: a run writes its summary after its last line.
-        finished = (run / "summary.json").exists()
         resumable = checkpoints and not finished and (run / "checkpoint.pt").exists()
         if resumable:
             _copy_whole(run / "checkpoint.pt", target / "checkpoint.pt")
