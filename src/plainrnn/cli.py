@@ -192,10 +192,12 @@ def _cmd_report(args) -> int:
     from .experiments.report import pivot_table, report
     if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise ValueError(f"--plots {args.plots}: a file, not a folder; give the folder the PNGs go in")
+    if args.wall and not args.columns:
+        raise ValueError("--wall goes with --columns (the table without it has a median wall (s) column already)")
     if args.columns:
         if args.reach is None:
             raise ValueError("--columns needs --reach X: its cells count the seeds that reached X")
-        print(pivot_table(args.runs, args.columns, args.reach, args.scale, plots_dir=args.plots))
+        print(pivot_table(args.runs, args.columns, args.reach, args.scale, plots_dir=args.plots, wall=args.wall))
         return 0
     text = report(args.runs, fmt=args.format, plots_dir=args.plots, reach=args.reach, at_best_valid=args.at_best_valid,
                   epoch_steps=args.epoch_steps, spectrum=args.spectrum)
@@ -439,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "· the median final test metric × --scale")
     rep.add_argument("--scale", type=_number(float, 0, True), default=1.0,
                      help="multiply the final test metric in --columns cells (100: the paper's MSE×100)")
+    rep.add_argument("--wall", action="store_true",
+                     help="with --columns: add the median wall time of a seed to each cell (minutes, or hours "
+                          "from 2 h; it depends on how many runs shared the machine)")
     rep.set_defaults(func=_cmd_report)
 
     pub = sub.add_parser("publish", help="copy a sweep's evidence into results/ (config, summary, metrics; "

@@ -507,7 +507,7 @@ def test_a_run_made_before_a_config_key_existed_is_still_reused(tmp_path):
                                                                 "(a config this version cannot read)")
 
 
-def _results_run(root, name, config, finals, diverged=False):
+def _results_run(root, name, config, finals, diverged=False, wall_s=1.0):
     """A run directory as results/ keeps it: config.yaml, summary.json, metrics.jsonl (test metric per step)."""
     import yaml
     run = root / name
@@ -517,16 +517,16 @@ def _results_run(root, name, config, finals, diverged=False):
                                                for i, v in enumerate(finals)))
     (run / "summary.json").write_text(json.dumps(dict(test_metric=math.nan if diverged else finals[-1],
                                                       diverged=diverged, lower_is_better=True, metric="mse",
-                                                      wall_s=1.0, best_valid_metric=None)))
+                                                      wall_s=wall_s, best_valid_metric=None)))
 
 
 def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_path, capsys):
     from plainrnn.cli import main
     base = dict(task="adding", optimizer="adam", lr=1e-3, seed=1)
-    _results_run(tmp_path, "a1", dict(base, seq_len=100), [0.1, 0.005, 0.002])
-    _results_run(tmp_path, "a2", dict(base, seq_len=100, seed=2), [0.1, 0.05, 0.008])
-    _results_run(tmp_path, "a3", dict(base, seq_len=100, seed=3), [0.2, 0.1], diverged=True)
-    _results_run(tmp_path, "b1", dict(base, seq_len=400), [0.17, 0.16])
+    _results_run(tmp_path, "a1", dict(base, seq_len=100), [0.1, 0.005, 0.002], wall_s=600)
+    _results_run(tmp_path, "a2", dict(base, seq_len=100, seed=2), [0.1, 0.05, 0.008], wall_s=900)
+    _results_run(tmp_path, "a3", dict(base, seq_len=100, seed=3), [0.2, 0.1], diverged=True, wall_s=30)
+    _results_run(tmp_path, "b1", dict(base, seq_len=400), [0.17, 0.16], wall_s=9000)
     _results_run(tmp_path, "c1", dict(base, optimizer="sgd", seq_len=400), [0.17, 0.009])
     assert main(["report", str(tmp_path), "--reach", "0.01", "--columns", "seq_len", "--scale", "100"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -535,6 +535,13 @@ def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_pat
     assert lines[3] == "| optimizer=sgd | not run | 1/1 · 2000 · 0.9 |"
     assert main(["report", str(tmp_path), "--columns", "seq_len"]) == 2
     assert "--columns needs --reach" in capsys.readouterr().err
+    # --wall: the median wall time of a seed, the diverged one included (600 s of 30, 600, 900).
+    assert main(["report", str(tmp_path), "--reach", "0.01", "--columns", "seq_len", "--scale", "100", "--wall"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2] == "| optimizer=adam | 2/3 · 2500 · 0.8 · 10 min | 0/1 · – · 16 · 2.5 h |"
+    assert lines[3] == "| optimizer=sgd | not run | 1/1 · 2000 · 0.9 · 0 min |"
+    assert main(["report", str(tmp_path), "--wall"]) == 2
+    assert "--wall goes with --columns" in capsys.readouterr().err
 
 
 def test_the_table2_pivot_draws_a_panel_per_column_with_every_seeds_curve(tmp_path):

@@ -312,11 +312,18 @@ def curves_table(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
-def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0, plots_dir: str | None = None) -> str:
+def _duration(seconds: float) -> str:
+    """A wall time as a table shows it: minutes below two hours, else hours."""
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0, plots_dir: str | None = None,
+                wall: bool = False) -> str:
     """Settings as rows, the values of one config key as columns (Table 2 of the 2016 paper: the
     methods against T). Each cell: seeds that reached test metric ``reach`` / seeds, the median step at
     which they first did, and the median final test metric × ``scale`` over every seed (a diverged
-    seed counts as the worst). With ``plots_dir``, the same table as a figure,
+    seed counts as the worst); with ``wall``, also the median wall time of a seed (``wall_s`` of its
+    summary: the time it trained, resumes included, so a seed that diverged early counts short). With ``plots_dir``, the same table as a figure,
     ``{task}_by_{column}.png``: a panel per column, every seed's test curve (:func:`plot_column_panels`)."""
     runs = find_runs(paths)
     cells: dict[tuple, dict] = {}
@@ -330,8 +337,11 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
         summary = json.loads((run / "summary.json").read_text())
         lower = summary.get("lower_is_better", True)
         row = _label({k: v for k, v in config.items() if k != column}, varying - {column})
-        cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower, dirs=[]))
+        cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower, dirs=[],
+                                                            walls=[]))
         cell["runs"] += 1
+        if summary.get("wall_s") is not None:
+            cell["walls"].append(summary["wall_s"])
         cell["dirs"].append(run)
         step = steps_to_reach(run, reach, lower)
         if step is not None:
@@ -363,6 +373,9 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
             step = f"{statistics.median(cell['reached']):g}" if cell["reached"] else "–"
             final = statistics.median(cell["finals"])
             shown = f"{final * scale:.3g}" if math.isfinite(final) else "diverged"
-            out.append(f"{len(cell['reached'])}/{cell['runs']} · {step} · {shown}")
+            text = f"{len(cell['reached'])}/{cell['runs']} · {step} · {shown}"
+            if wall and cell["walls"]:
+                text += f" · {_duration(statistics.median(cell['walls']))}"
+            out.append(text)
         lines.append(f"| {row} | " + " | ".join(out) + " |")
     return "\n".join(lines)
