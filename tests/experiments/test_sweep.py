@@ -539,7 +539,7 @@ def test_the_table2_pivot_counts_solved_seeds_median_steps_and_final_mse(tmp_pat
     assert main(["report", str(tmp_path), "--reach", "0.01", "--columns", "seq_len", "--scale", "100", "--wall"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[2] == "| optimizer=adam | 2/3 · 2500 · 0.8 · 10 min | 0/1 · – · 16 · 2.5 h |"
-    assert lines[3] == "| optimizer=sgd | not run | 1/1 · 2000 · 0.9 · 0 min |"
+    assert lines[3] == "| optimizer=sgd | not run | 1/1 · 2000 · 0.9 · 1 s |"
     assert main(["report", str(tmp_path), "--wall"]) == 2
     assert "--wall goes with --columns" in capsys.readouterr().err
 

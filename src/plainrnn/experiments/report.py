@@ -313,7 +313,9 @@ def curves_table(paths: list[str]) -> str:
 
 
 def _duration(seconds: float) -> str:
-    """A wall time as a table shows it: minutes below two hours, else hours."""
+    """A wall time as a table shows it: seconds below a minute, minutes below two hours, else hours."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
@@ -323,8 +325,8 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
     methods against T). Each cell: seeds that reached test metric ``reach`` / seeds, the median step at
     which they first did, and the median final test metric × ``scale`` over every seed (a diverged
     seed counts as the worst); with ``wall``, also the median wall time of a seed (``wall_s`` of its
-    summary: the time it trained, resumes included, so a seed that diverged early counts short). With ``plots_dir``, the same table as a figure,
-    ``{task}_by_{column}.png``: a panel per column, every seed's test curve (:func:`plot_column_panels`)."""
+    summary: the time it trained, resumes included, so a seed that diverged early counts short). With
+    ``plots_dir``, the same table as a figure, ``{task}_by_{column}.png``: a panel per column, every seed's test curve (:func:`plot_column_panels`)."""
     runs = find_runs(paths)
     cells: dict[tuple, dict] = {}
     configs = {run: read_config(run) for run in runs}
