@@ -318,9 +318,9 @@ def _cmd_reproduce(args) -> int:
                 where = f"  ({trial_conflict(trial['config'])})"
             elif state == "new" and args.extend_from and (source := earlier_run(trial["config"], args.extend_from)):
                 start, finished = continues_from(source)
+                diverged = diverged_at(source) if finished else None
                 where = (f"  (takes {source} as it is)" if finished and start == trial["config"]["steps"] else
-                         f"  (takes {source}: it diverged, at step {diverged_at(source):,})"
-                         if finished and diverged_at(source) is not None else
+                         f"  (takes {source}: it diverged, at step {diverged:,})" if diverged is not None else
                          f"  (continues {source} from step {start:,})")
             print(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
             states[state] = states.get(state, 0) + 1
@@ -442,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--scale", type=_number(float, 0, True), default=1.0,
                      help="multiply the final test metric in --columns cells (100: the paper's MSE×100)")
     rep.add_argument("--wall", action="store_true",
-                     help="with --columns: add the median wall time of a seed to each cell (minutes, or hours "
-                          "from 2 h; it depends on how many runs shared the machine)")
+                     help="with --columns: add the median wall time of a seed to each cell (seconds, minutes, or "
+                          "hours from 2 h; it depends on how many runs shared the machine)")
     rep.set_defaults(func=_cmd_report)
 
     pub = sub.add_parser("publish", help="copy a sweep's evidence into results/ (config, summary, metrics; "
