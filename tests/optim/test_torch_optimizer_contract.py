@@ -135,3 +135,38 @@ def test_spectral_optimizer_gives_each_parameter_its_learning_rate():
     with pytest.raises(ValueError, match=r"^Linear has no spectral factors: apply plainrnn\.stiefel\.spectral_\(module, "
                                          r"name, margin\) to a square weight first$"):
         pr.optim.spectral_optimizer(torch.nn.Linear(3, 3), lr=1e-3)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda params: pr.optim.PathSGD(params, lr=0.1),
+     "PathSGD takes the model (a torch.nn.Module), not a generator: κ depends on how the parameters connect; "
+     "to hold some still, call requires_grad_(False) on them; per-parameter rates: lr_multipliers"),
+    (lambda params: pr.optim.PathNormalized(torch.optim.Adam, params, lr=0.1),
+     "PathNormalized takes the model (a torch.nn.Module), not a generator: κ depends on how the parameters "
+     "connect; to hold some still, call requires_grad_(False) on them"),
+    (lambda params: pr.optim.spectral_optimizer(params, lr=0.1),
+     "spectral_optimizer takes the model (a torch.nn.Module), not a generator: it finds the factors U, p, V "
+     "that spectral_ put in the model"),
+    (lambda params: pr.path.kappa(params, example_input=torch.zeros(1, 3)),
+     "the path geometry needs the model (a torch.nn.Module), not a generator: κ and γ² depend on how the "
+     "parameters connect"),
+    (lambda params: pr.path.path_norm(params, example_input=torch.zeros(1, 3)),
+     "the path geometry needs the model (a torch.nn.Module), not a generator: κ and γ² depend on how the "
+     "parameters connect"),
+])
+def test_model_parameters_in_place_of_the_model_are_named_in_one_line(make, message):
+    """The torch.optim habit, ``Opt(model.parameters(), ...)``, gets one line that says what to pass
+    (not an AttributeError from deep inside the geometry)."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    with pytest.raises(TypeError) as caught:
+        make(net.parameters())
+    assert str(caught.value) == message
+
+
+def test_an_optimizer_instance_in_place_of_its_class_is_named_in_one_line():
+    model = pr.ReLURNN(2, 4, 1)
+    with pytest.raises(TypeError) as caught:
+        pr.optim.PathNormalized(torch.optim.SGD(model.parameters(), lr=1.0), model, seq_len=5)
+    assert str(caught.value) == ("optimizer_cls must be a torch.optim.Optimizer class such as torch.optim.Adam, "
+                                 "got an instance of SGD; pass the class and its arguments: "
+                                 "PathNormalized(torch.optim.Adam, model, lr=...)")

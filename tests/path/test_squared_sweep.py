@@ -1,5 +1,7 @@
 """The squared-sweep kernel (plainrnn.path.kernels) against float64 formulas, and its eager fallback."""
 import itertools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -88,6 +90,24 @@ def test_bad_shapes_are_named():
         squared_sweep_(W, torch.ones(4))
     with pytest.raises(ValueError, match="both row_factor and col_factor"):
         squared_sweep_(W, grad=torch.zeros(4, 5), lr=1.0)
+
+
+def test_a_lock_left_by_an_interrupted_build_does_not_hang_the_next_one():
+    """torch marks a build with a bare ``lock`` file and waits for it without end; a build killed midway
+    (Ctrl-C) leaves one, and every later Path-SGD run on an MLP hung. A fresh process must now clear it
+    (nobody holds build.flock) and load the kernel."""
+    assert kernels.kernel() is not None  # built and cached: the fresh process below only loads it
+    stale = kernels._build_directory(kernels._build_name()) / "lock"
+    stale.touch()
+    try:
+        done = subprocess.run([sys.executable, "-c", "from plainrnn.path import kernels; "
+                               "print(kernels._compile() is not None)"],
+                              capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the build waited on a lock that no process holds")
+    finally:
+        stale.unlink(missing_ok=True)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
 
 
 def test_without_a_compiler_it_warns_once_and_falls_back(monkeypatch):

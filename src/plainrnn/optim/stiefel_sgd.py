@@ -181,6 +181,9 @@ def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=to
         >>> [type(o).__name__ for o in opt.optimizers], [g["lr"] for g in opt.param_groups]
         (['StiefelSGD', 'RMSprop'], [1e-06, 0.001, 0.005])
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"spectral_optimizer takes the model (a torch.nn.Module), not a {type(model).__name__}: "
+                        "it finds the factors U, p, V that spectral_ put in the model")
     if isinstance(model, RecurrentModel) and model.orthogonal_parameters():
         orthogonal = model.orthogonal_parameters()
         margins = [getattr(model, "margin", None)] * model.num_layers

@@ -151,6 +151,9 @@ def _leaf_modules(module: nn.Module, prefix: str = ""):
 
 def check_model(model: nn.Module) -> None:
     """Raises a TypeError naming the first layer that breaks the path geometry."""
+    if not isinstance(model, nn.Module):  # torch.optim habit: model.parameters() (a generator)
+        raise TypeError(f"the path geometry needs the model (a torch.nn.Module), not a {type(model).__name__}: "
+                        "κ and γ² depend on how the parameters connect")
     for name, module in _leaf_modules(model):
         _squared_module(name or type(module).__name__, module)
 

@@ -23,6 +23,7 @@ numbers up to rounding. ``PLAINRNN_KERNELS=0`` turns the kernel off.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -95,10 +96,40 @@ def _compile():
     except ImportError:
         pass
     try:
-        return cpp_extension.load(name, [str(_SOURCE)], extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"],
-                                  build_directory=str(directory), verbose=False)
+        with _builder(directory):
+            return cpp_extension.load(name, [str(_SOURCE)], extra_cflags=_FLAGS, extra_ldflags=["-fopenmp"],
+                                      build_directory=str(directory), verbose=False)
     finally:
         os.environ["PATH"] = path
+
+
+@contextlib.contextmanager
+def _builder(directory: Path):
+    """Holds an OS lock on ``directory`` while torch builds or loads the kernel, and clears torch's
+    stale ``lock`` file first.
+
+    torch marks a build with a bare ``lock`` file and waits, without end and without a word, for it to
+    go away. A build that is interrupted (Ctrl-C, a killed job) leaves it behind, and every later
+    Path-SGD run on an MLP then hangs. Every plainrnn process builds under an ``flock`` on
+    ``build.flock``, which the OS releases when its holder dies; so whoever holds it knows that a
+    ``lock`` file it finds has no live owner."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: torch's own lock alone
+        yield
+        return
+    with open(directory / "build.flock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("plainrnn: waiting for another process that is building the squared-sweep kernel",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (directory / "lock").unlink(missing_ok=True)  # no live owner: its builder held build.flock
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def kernel():
