@@ -43,8 +43,8 @@ What the adding study found (3 seeds per setting, docs/results.md):
   an LSTM: 7,000). At T = 750 it solved no seed within 20,000 steps (lr 1e-4: 3 of 3 diverged, as
   Adam's did; lr 1e-3: 0 of 3), while Adam at 1e-3 solved 2 of 3 (about 16,000 steps). IRNN + SGD
   left the plateau (0.05) without solving T = 100 in 20,000 steps, and stayed on it at T = 400 and 750,
-  as did the LSTM at T = 400 (and at 750, 1 seed so far) and Path-SGD κ1 and κ1 + κ2 at T = 400 and
-  750 (0 of 3 each), where the paper's RNN-Path solves both."""
+  as did the LSTM and Path-SGD κ1 and κ1 + κ2 at T = 400 and 750 (0 of 3 each), where the paper's
+  RNN-Path solves both."""
 DEMO_STEPS = 6000
 SOLVED = 0.01  # the 2016 paper's "0" (its Table 2 is MSE×100)
 
