@@ -137,22 +137,20 @@ def test_spectral_optimizer_gives_each_parameter_its_learning_rate():
         pr.optim.spectral_optimizer(torch.nn.Linear(3, 3), lr=1e-3)
 
 
+GEOMETRY_NEEDS_THE_MODEL = (
+    "the path geometry needs the model (a torch.nn.Module), not a generator: κ and γ² depend on how the "
+    "parameters connect, so PathSGD and PathNormalized take the model itself (to hold parameters still, "
+    "requires_grad_(False))")
+
+
 @pytest.mark.parametrize("make, message", [
-    (lambda params: pr.optim.PathSGD(params, lr=0.1),
-     "PathSGD takes the model (a torch.nn.Module), not a generator: κ depends on how the parameters connect; "
-     "to hold some still, call requires_grad_(False) on them; per-parameter rates: lr_multipliers"),
-    (lambda params: pr.optim.PathNormalized(torch.optim.Adam, params, lr=0.1),
-     "PathNormalized takes the model (a torch.nn.Module), not a generator: κ depends on how the parameters "
-     "connect; to hold some still, call requires_grad_(False) on them"),
+    (lambda params: pr.optim.PathSGD(params, lr=0.1), GEOMETRY_NEEDS_THE_MODEL),
+    (lambda params: pr.optim.PathNormalized(torch.optim.Adam, params, lr=0.1), GEOMETRY_NEEDS_THE_MODEL),
+    (lambda params: pr.path.kappa(params, example_input=torch.zeros(1, 3)), GEOMETRY_NEEDS_THE_MODEL),
+    (lambda params: pr.path.path_norm(params, example_input=torch.zeros(1, 3)), GEOMETRY_NEEDS_THE_MODEL),
     (lambda params: pr.optim.spectral_optimizer(params, lr=0.1),
      "spectral_optimizer takes the model (a torch.nn.Module), not a generator: it finds the factors U, p, V "
      "that spectral_ put in the model"),
-    (lambda params: pr.path.kappa(params, example_input=torch.zeros(1, 3)),
-     "the path geometry needs the model (a torch.nn.Module), not a generator: κ and γ² depend on how the "
-     "parameters connect"),
-    (lambda params: pr.path.path_norm(params, example_input=torch.zeros(1, 3)),
-     "the path geometry needs the model (a torch.nn.Module), not a generator: κ and γ² depend on how the "
-     "parameters connect"),
 ])
 def test_model_parameters_in_place_of_the_model_are_named_in_one_line(make, message):
     """The torch.optim habit, ``Opt(model.parameters(), ...)``, gets one line that says what to pass

@@ -163,13 +163,6 @@ def _param_groups(model, lr: float, multipliers: dict[str, float] | None):
     return [{"params": ps, "lr": lr * factor} for factor, ps in groups.items()]
 
 
-def _require_module(model, owner: str, also: str = "") -> None:
-    """The Path optimizers read the network's geometry, so unlike ``torch.optim`` they take the model."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"{owner} takes the model (a torch.nn.Module), not a {type(model).__name__}: κ depends on "
-                        f"how the parameters connect; to hold some still, call requires_grad_(False) on them{also}")
-
-
 def _model_params(model):
     # A list, not model.parameters(): a generator would be exhausted by its first use, which is
     # the bug that left the public feedforward Path-SGD code never rescaling anything.
@@ -239,7 +232,6 @@ class PathSGD(Optimizer):
                  lr_scale="path_norm", kappa_every: int = 1, fused: bool | None = None,
                  max_path_growth: float | None = None, max_backtracks: int = 10, max_unit_step: float | None = None,
                  example_input: torch.Tensor | None = None, lr_multipliers: dict[str, float] | None = None):
-        _require_module(model, "PathSGD", "; per-parameter rates: lr_multipliers")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"Invalid learning rate: {lr} (must be > 0)")
         if momentum < 0:
@@ -445,7 +437,6 @@ class PathNormalized(Optimizer):
                    else repr(optimizer_cls))  # an optimizer's repr spans lines; one line names it
             raise TypeError(f"optimizer_cls must be a torch.optim.Optimizer class such as torch.optim.Adam, got {got}; "
                             "pass the class and its arguments: PathNormalized(torch.optim.Adam, model, lr=...)")
-        _require_module(model, "PathNormalized")
         self.geometry = _PathGeometry(model, seq_len, second_order, p, lr_scale, kappa_every, example_input)
         self.inner = optimizer_cls(_model_params(model), **kwargs)
         self._scale = {"path_scale": None, "path_steps": 0}

@@ -151,9 +151,10 @@ def _leaf_modules(module: nn.Module, prefix: str = ""):
 
 def check_model(model: nn.Module) -> None:
     """Raises a TypeError naming the first layer that breaks the path geometry."""
-    if not isinstance(model, nn.Module):  # torch.optim habit: model.parameters() (a generator)
+    if not isinstance(model, nn.Module):  # the torch.optim habit, model.parameters(): every Path entry point ends here
         raise TypeError(f"the path geometry needs the model (a torch.nn.Module), not a {type(model).__name__}: "
-                        "κ and γ² depend on how the parameters connect")
+                        "κ and γ² depend on how the parameters connect, so PathSGD and PathNormalized take the "
+                        "model itself (to hold parameters still, requires_grad_(False))")
     for name, module in _leaf_modules(model):
         _squared_module(name or type(module).__name__, module)
 

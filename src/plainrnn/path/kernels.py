@@ -125,11 +125,8 @@ def _builder(directory: Path):
             print("plainrnn: waiting for another process that is building the squared-sweep kernel",
                   file=sys.stderr, flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            (directory / "lock").unlink(missing_ok=True)  # no live owner: its builder held build.flock
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        (directory / "lock").unlink(missing_ok=True)  # no live owner: its builder held build.flock
+        yield  # closing the file releases the flock
 
 
 def kernel():
