@@ -146,7 +146,7 @@ def _cmd_train(args) -> int:
     else:
         overrides = parse_overrides(args.set or [])
         cfg = load_config(args.config, {**_given(args), **overrides})
-        summary = train(cfg, progress=False if args.quiet else None)
+        summary = train(cfg, progress=False if args.quiet else None, resume_from=_cut_run_of(cfg))
     run_figures(summary["run_dir"])
     if args.json:
         print(json.dumps(summary))
@@ -155,6 +155,19 @@ def _cmd_train(args) -> int:
                   else f"test {summary['metric']} {summary['test_metric']:.6g} (baseline {summary['baseline']:.4g})")
         print(f"{summary['run_dir']}: {status}; {summary['wall_s']:.1f} s")
     return 0
+
+
+def _cut_run_of(cfg):
+    """The run directory of ``cfg`` when it holds this config cut short (the same command again after a
+    crash, or with more --steps): it resumes, as a sweep's trial does. Anything else in the way is
+    refused by train() in one line; nothing is ever replaced."""
+    from .train.rundir import last_evaluated_step, run_dir_of, trial_state
+    config = cfg.to_dict()
+    if trial_state(config) != "resumable":
+        return None
+    run_dir = run_dir_of(config)
+    print(f"{run_dir}: resuming this config's run from step {last_evaluated_step(run_dir) or 0:,}", file=sys.stderr)
+    return run_dir
 
 
 def _cmd_sweep(args) -> int:
@@ -488,8 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds (default: the paper's; kappa-table 3)")
     repro.add_argument("--budget", type=_choice(BUDGET_NAMES), default=None,
                        help="cpu: the reduced budget that docs/results.md shows; full: the paper's protocol "
-                            "(default: full). A recipe of one protocol that fits a CPU (orth-copy, orth-fig2, "
-                            "the probes) is both")
+                            "(default: full); long: past the paper's, where a recipe has it (table2-adding: 10⁶ steps at "
+                            "T = 100, resumable across sessions). A recipe of one protocol that fits a CPU "
+                            "(orth-copy, orth-fig2, the probes) is cpu and full both")
     repro.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key of the recipe (repeatable)")
     repro.add_argument("--list", action="store_true",
                        help="print the trials (done, resumable, running, conflict or new) without running them")

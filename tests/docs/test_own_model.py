@@ -10,8 +10,8 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "own_model.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
 
 
-def test_the_page_has_its_four_examples():
-    assert len(BLOCKS) == 4
+def test_the_page_has_its_five_examples():
+    assert len(BLOCKS) == 5
 
 
 @pytest.mark.filterwarnings("error")  # an example that warns teaches the warning

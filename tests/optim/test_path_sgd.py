@@ -234,7 +234,7 @@ def test_path_normalized_resumes_bit_for_bit_between_kappa_passes():
 
 def test_path_normalized_names_a_bad_state_dict():
     opt = pr.optim.PathNormalized(torch.optim.SGD, _rnn(), seq_len=7, lr=0.05)
-    keys = r"\(keys \['inner', 'kappa', 'path_scale', 'path_steps'\]\)"
+    keys = r"\(keys \['kappa', 'param_groups', 'path_scale', 'path_steps', 'state'\]\)"
     with pytest.raises(ValueError, match=rf"^expected the state_dict of a PathNormalized optimizer {keys}, got "
                                          r"\['param_groups', 'state'\]$"):
         opt.load_state_dict({"state": {}, "param_groups": []})
@@ -300,7 +300,7 @@ def test_lr_multipliers_step_the_named_parameters_at_lr_times_their_factor():
     for n, p in model.named_parameters():
         lr = 0.01 * factors.get(n, 1.0)
         torch.testing.assert_close(p.detach(), before[n] - lr * grads[n] / kappa[n], rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match=r"lr_multipliers: weight_hh is not a trainable parameter of the model; "
+    with pytest.raises(ValueError, match=r"lr_multipliers: weight_hh is not a parameter of the model; "
                                          r"it has weight_ih_l0, weight_hh_l0"):
         pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_multipliers={"weight_hh": 2.0})
     with pytest.raises(ValueError, match=r"lr_multipliers\['weight_out'\] must be a number > 0, got 0"):

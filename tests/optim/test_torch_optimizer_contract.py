@@ -1,5 +1,8 @@
 """PathNormalized and the spectral optimizer are torch optimizers: step hooks fire, LR schedulers
 change the lr the inner optimizer uses, ``state`` is one stable mapping, and bad state_dicts say why."""
+import copy
+import io
+
 import pytest
 import torch
 
@@ -55,13 +58,16 @@ def test_bad_state_dicts_are_named():
     with pytest.raises(ValueError, match="expected the state_dict of a PathNormalized optimizer"):
         opt.load_state_dict({"state": {}, "param_groups": []})
     _, comb = _spectral()
-    prefix = r"expected the state_dict of a Combined optimizer of 2 optimizers \(\{'optimizers': \[\.\.\.\]\}\), got "
-    with pytest.raises(ValueError, match=prefix + "dict with 1$"):
+    prefix = (r"expected the state_dict of a Combined optimizer of 2 optimizers \(state, param_groups and "
+              r"group_counts with 2 entries\), got ")
+    with pytest.raises(ValueError, match=prefix + r"\['optimizers'\]$"):
         comb.load_state_dict({"optimizers": [{}]})
-    with pytest.raises(ValueError, match=prefix + "dict$"):
+    with pytest.raises(ValueError, match=prefix + r"\['state'\]$"):
         comb.load_state_dict({"state": {}})
     with pytest.raises(ValueError, match=prefix + "list$"):
         comb.load_state_dict([{}, {}])
+    with pytest.raises(ValueError, match=prefix + r"\['group_counts', 'param_groups', 'state'\]$"):
+        comb.load_state_dict({"state": {}, "param_groups": [], "group_counts": [1, 1]})
 
 
 def test_combined_names_its_optimizers():
@@ -71,10 +77,13 @@ def test_combined_names_its_optimizers():
 def test_param_groups_go_where_they_make_sense():
     torch.manual_seed(0)
     model = pr.ReLURNN(2, 6, 1)
-    model.weight_out.requires_grad_(False)  # frozen at construction, unfrozen later
+    model.weight_out.requires_grad_(False)  # frozen at construction: in the optimizer all the same, as in torch.optim
     opt = pr.optim.PathNormalized(torch.optim.SGD, model, seq_len=5, lr=0.1)
-    model.weight_out.requires_grad_(True)
-    opt.add_param_group({"params": [model.weight_out], "lr": 0.01})
+    with pytest.raises(ValueError, match="some parameters appear in more than one parameter group"):
+        opt.add_param_group({"params": [model.weight_out], "lr": 0.01})
+    model.weight_in = torch.nn.Parameter(torch.ones(2))  # a parameter the model gains later
+    opt.geometry.names[model.weight_in] = "weight_in"
+    opt.add_param_group({"params": [model.weight_in], "lr": 0.01})
     assert opt.param_groups[-1]["lr"] == 0.01 and opt.inner.param_groups is opt.param_groups
     with pytest.raises(ValueError, match="must be parameters of its model"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))]})
@@ -168,3 +177,89 @@ def test_an_optimizer_instance_in_place_of_its_class_is_named_in_one_line():
     assert str(caught.value) == ("optimizer_cls must be a torch.optim.Optimizer class such as torch.optim.Adam, "
                                  "got an instance of SGD; pass the class and its arguments: "
                                  "PathNormalized(torch.optim.Adam, model, lr=...)")
+
+
+@pytest.mark.parametrize("make", [_path_normalized, _spectral], ids=["PathNormalized", "Combined"])
+def test_state_dicts_have_torchs_layout_fire_its_hooks_and_round_trip(make):
+    """``state`` and ``param_groups`` as torch.optim's (checkpoint tools read them), the state-dict
+    hooks fire, and a reloaded optimizer continues exactly as the original."""
+    model, opt = make()
+    _step(model, opt)
+    calls = []
+    opt.register_state_dict_pre_hook(lambda o: calls.append("save-pre"))
+    opt.register_state_dict_post_hook(lambda o, sd: calls.append("save-post"))
+    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append("load-pre"))
+    opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)  # as a checkpoint holds it: a copy, loadable with weights_only
+    buffer.seek(0)
+    sd = torch.load(buffer, weights_only=True)
+    n = sum(1 for _ in model.parameters())
+    assert sorted(i for g in sd["param_groups"] for i in g["params"]) == list(range(n))
+    assert set(sd["state"]) <= set(range(n)) and len(sd["state"]) > 0
+    assert all("lr" in g for g in sd["param_groups"])
+    twin, other = make()
+    twin.load_state_dict(model.state_dict())
+    for hook in (other.register_load_state_dict_pre_hook, other.register_load_state_dict_post_hook):
+        hook(lambda *a: calls.append("twin"))
+    other.load_state_dict(sd)
+    opt.load_state_dict(copy.deepcopy(sd))
+    assert calls == ["save-pre", "save-post", "twin", "twin", "load-pre", "load-post"]
+    torch.manual_seed(5)
+    _step(model, opt)
+    torch.manual_seed(5)
+    _step(twin, other)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_the_layouts_of_earlier_checkpoints_still_load():
+    model, opt = _path_normalized()
+    _step(model, opt)
+    sd = opt.state_dict()
+    old = {"inner": {"state": sd["state"], "param_groups": sd["param_groups"]},
+           **{k: sd[k] for k in ("path_scale", "path_steps", "kappa")}}
+    _, again = _path_normalized()
+    again.load_state_dict(old)
+    assert again.state_dict()["path_steps"] == sd["path_steps"] and len(again.state) == len(opt.state)
+    model, comb = _spectral()
+    _step(model, comb)
+    old = {"optimizers": [o.state_dict() for o in comb.optimizers]}
+    _, again = _spectral()
+    again.load_state_dict(old)
+    assert again.state_dict()["state"].keys() == comb.state_dict()["state"].keys()
+
+
+@pytest.mark.parametrize("cycle_momentum", [True, False])
+def test_one_cycle_keeps_each_spectral_groups_lr_ratio(cycle_momentum):
+    """OneCycleLR with one max_lr on the spectral optimizer: the geodesic lr (orth_lr) and the spectrum's
+    lr / 2m follow the schedule at their own ratios to lr, instead of all becoming max_lr."""
+    model, opt = _spectral()
+    inner_lrs = lambda: [g["lr"] for o in opt.optimizers for g in o.param_groups]  # noqa: E731
+    ratios = [lr / 0.1 for lr in inner_lrs()]  # lr=0.1, orth_lr=1e-3, spectrum 0.1 / 0.2
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10, cycle_momentum=cycle_momentum)
+    for _ in range(4):
+        _step(model, opt)
+        sched.step()
+        shown = opt.param_groups[0]["lr"]
+        assert all(g["lr"] == pytest.approx(shown, rel=1e-12) for g in opt.param_groups)
+        for lr, ratio in zip(inner_lrs(), ratios):
+            assert lr == pytest.approx(shown * ratio, rel=1e-12)
+    assert shown > 0.04  # it did move: max_lr / 25 at the start, rising
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: pr.optim.PathSGD(m, lr=0.1, seq_len=5),
+    lambda m: pr.optim.PathNormalized(torch.optim.Adam, m, seq_len=5, lr=1e-2)], ids=["PathSGD", "PathNormalized"])
+def test_a_parameter_frozen_at_construction_trains_once_unfrozen(make):
+    """As with torch.optim: a warm-up with the read-out frozen, then fine-tuning with it unfrozen."""
+    torch.manual_seed(0)
+    model = pr.ReLURNN(2, 6, 1)
+    model.weight_out.requires_grad_(False)
+    opt = make(model)
+    _step(model, opt)
+    frozen = model.weight_out.detach().clone()
+    assert torch.equal(model.weight_out, frozen) and model.weight_out.grad is None
+    model.weight_out.requires_grad_(True)
+    _step(model, opt)
+    assert not torch.equal(model.weight_out, frozen)

@@ -366,7 +366,7 @@ def test_p_and_seq_len_on_a_users_model_are_named_and_its_squared_network_is_bui
     import plainrnn.path as path
     built = []
     real = path.SquaredNetwork
-    monkeypatch.setattr(path, "SquaredNetwork", lambda *a: built.append(1) or real(*a))
+    monkeypatch.setattr(path, "SquaredNetwork", lambda *a, **k: built.append(1) or real(*a, **k))
     opt = pr.optim.PathSGD(net, lr=0.1, example_input=example)
     for _ in range(3):
         opt.zero_grad()
@@ -383,7 +383,8 @@ def test_example_input_errors_word_for_word():
                                  "input (the path geometry of plainrnn.ReLURNN and plainrnn.MLP needs none)")
     with pytest.raises(TypeError) as caught:
         pr.path.kappa(net, example_input=[[0.0, 0.0, 0.0]])
-    assert str(caught.value) == "example_input must be a tensor, got list"
+    assert str(caught.value) == ("example_input must be a tensor, a tuple of the forward's arguments or a dict of its "
+                                 "keyword arguments, got list")
 
 
 def test_a_bare_relu_rnn_is_the_relurnn_reading_every_step():

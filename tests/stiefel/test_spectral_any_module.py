@@ -1,6 +1,8 @@
 """spectral_ on any module's square weight (torch.nn.utils.parametrize) and spectral_optimizer on any
 model: the factored weight starts as the module's own, U and V stay orthogonal, the singular values
 stay in [1 − m, 1 + m], and the training loss goes down."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -78,7 +80,9 @@ def test_a_linear_weight_and_a_scheduler():
         opt.step()
         sched.step()
     assert seen == [True, True]
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([2.5e-4, 2.5e-3, 2.5e-3 / (2 * 0.5)])
+    # param_groups show lr relative to spectral_optimizer's lr (× lr_ratio: the step each group takes)
+    assert [g["lr"] * g["lr_ratio"] for g in opt.param_groups] == pytest.approx([2.5e-4, 2.5e-3, 2.5e-3 / (2 * 0.5)])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([2.5e-3] * 3)
 
 
 def test_bad_calls_are_named():
@@ -137,3 +141,64 @@ def test_spectrum_of_without_a_margin_or_with_a_zero_margin():
     assert torch.equal(free, s) and free is not s  # p is s itself, a copy
     assert torch.equal(spectrum_of(s, 0), torch.zeros(3, dtype=torch.float64))
     assert torch.equal(singular_values(torch.tensor([-5.0, 5.0]), 0), torch.ones(2))
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.Adam, torch.optim.SGD])
+def test_the_margin_holds_under_a_plain_torch_optimizer(optimizer):
+    """50 steps of a plain torch optimizer on U, p and V at a large lr: U and V leave the orthogonal
+    group, but W's singular values stay in [1 − m, 1 + m] (its factors are U's and V's polar factors)."""
+    torch.manual_seed(0)
+    model = _Model().double()
+    pr.stiefel.spectral_(model.rnn, "weight_hh_l0", margin=0.1)
+    opt = optimizer(model.parameters(), lr=0.05)
+    x, y = _data()
+    for _ in range(50):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    U = model.rnn.parametrizations.weight_hh_l0.original0.detach()
+    assert pr.stiefel.orthogonality_error(U) > 1e-3  # the optimizer did move U off the group
+    s = torch.linalg.svdvals(model.rnn.weight_hh_l0.detach())
+    assert s.min() >= 0.9 - 1e-12 and s.max() <= 1.1 + 1e-12
+
+
+def test_the_geodesic_step_is_the_cayley_step_of_the_raw_gradient():
+    """spectral_optimizer's StiefelSGD step on U equals cayley_step(U, ∂L/∂U) with ∂L/∂U taken through
+    W = U diag(s) Vᵀ without the polar factor: on an orthogonal U the polar factor changes the gradient
+    only by a normal component, which the Cayley generator G Uᵀ − U Gᵀ does not see."""
+    torch.manual_seed(1)
+    model = _Model().double()
+    pr.stiefel.spectral_(model.rnn, "weight_hh_l0", margin=0.1)
+    chain = model.rnn.parametrizations.weight_hh_l0
+    U, p, V = (t.detach().clone().requires_grad_(True) for t in (chain.original0, chain.original1, chain.original2))
+    x, y = _data(1)
+    W = (U * pr.stiefel.spectral.singular_values(p, 0.1)) @ V.t()  # the raw gradient: W built by hand
+    rnn = nn.RNN(3, 8, nonlinearity="relu", batch_first=True).double()
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(rnn, name).copy_(getattr(model.rnn, name))
+    h = torch.func.functional_call(rnn, {"weight_hh_l0": W, "weight_ih_l0": rnn.weight_ih_l0,
+                                         "bias_ih_l0": rnn.bias_ih_l0, "bias_hh_l0": rnn.bias_hh_l0}, (x,))[0]
+    torch.nn.functional.mse_loss(model.head(h[:, -1]), y).backward()
+    expected = pr.stiefel.cayley_step(U.detach(), U.grad, 1e-2)
+    opt = pr.optim.spectral_optimizer(model, lr=1e-3, orth_lr=1e-2)
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+    torch.testing.assert_close(chain.original0.detach(), expected, rtol=0, atol=1e-13)
+
+
+def test_a_default_initialized_weight_starts_inside_the_margin_and_says_so():
+    """nn.RNN(2, 64)'s default weight has most singular values far below 1 − m: each starts at the
+    inner band's edge, where ds/dp is a fifth of its peak, and registration warns once, in one line."""
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(2, 64)
+    with pytest.warns(UserWarning) as caught:
+        pr.stiefel.spectral_(rnn, "weight_hh_l0", margin=0.1)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert re.match(r"^spectral_: \d+ of 64 singular values lay outside \[1 − 0\.9m, 1 \+ 0\.9m\] = \[0\.91, 1\.09\]",
+                    str(caught[0].message))
+    p = rnn.parametrizations.weight_hh_l0.original1.detach()
+    slope = torch.sigmoid(p) * (1 - torch.sigmoid(p))  # σ'(p): ds/dp = 2m σ'(p)
+    assert slope.min() >= 0.0475 - 1e-6
+    s = torch.linalg.svdvals(rnn.weight_hh_l0.detach())
+    assert s.min() >= 0.91 - 1e-5 and s.max() <= 1.09 + 1e-5

@@ -25,6 +25,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..train.config import RunConfig, config_from_mapping
+from ..train.rundir import (config_differences, last_evaluated_step, run_dir_of as _run_dir,  # noqa: F401
+                            trial_conflict, trial_state)
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -103,66 +105,6 @@ def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir
 
 # Keys that say where and how a run is kept, not what it computes: the same trial read from another
 # folder or resumed on another device, with or without TensorBoard, is the same trial.
-_INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every")
-
-
-def config_differences(saved: dict, config: dict) -> dict[str, tuple] | None:
-    """The keys in which a run directory's config differs from this trial's, as ``{key: (saved, wanted)}``.
-    A key added to RunConfig since the run was made takes its default, so a new option does not set a
-    run apart from the trial it was; None when the saved config has a key RunConfig no longer has."""
-    try:
-        old = dataclasses.asdict(RunConfig(**saved))
-    except TypeError:
-        return None
-    return {k: (old.get(k), v) for k, v in config.items() if k not in _INCIDENTAL and old.get(k) != v}
-
-
-def _run_dir(config: dict) -> Path:
-    return Path(config["out"]) / RunConfig(**config).run_name()
-
-
-def trial_state(config: dict) -> str:
-    """Where a trial stands in its run directory:
-
-    - ``done``: its summary is there (a sweep reuses it); also a run that diverged before the end of
-      fewer steps than asked (more steps cannot undo a divergence);
-    - ``resumable``: a checkpoint of this config, cut short; or of this config with fewer ``steps``,
-      which the sweep extends from it (``--set steps=N`` on a finished sweep lengthens its runs);
-    - ``conflict``: the directory holds results of another config, which training this trial would
-      delete (:func:`trial_conflict` says how they differ);
-    - ``new``: nothing of value there.
-    """
-    run_dir = _run_dir(config)
-    config_file = run_dir / "config.json"
-    if not config_file.exists():
-        return "new"
-    saved = json.loads(config_file.read_text())
-    diff = config_differences(saved, config)
-    has_summary, has_checkpoint = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
-    if diff == {}:
-        return "done" if has_summary else ("resumable" if has_checkpoint else "new")
-    if not (has_summary or has_checkpoint):
-        return "new"  # a run that never reached its first checkpoint: nothing to lose
-    if diff is not None and set(diff) == {"steps"} and diff["steps"][0] < diff["steps"][1]:
-        if has_summary and json.loads((run_dir / "summary.json").read_text()).get("diverged"):
-            return "done"
-        if has_checkpoint:
-            return "resumable"
-    return "conflict"
-
-
-def trial_conflict(config: dict) -> str | None:
-    """Why this trial may not train in its run directory, or None: ``"<run dir> holds the results of
-    another config (lr 0.0001 → 0.001)"``."""
-    if trial_state(config) != "conflict":
-        return None
-    run_dir = _run_dir(config)
-    diff = config_differences(json.loads((run_dir / "config.json").read_text()), config)
-    what = ("a config this version cannot read" if diff is None else
-            ", ".join(f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items())))
-    return f"{run_dir} holds the results of another config ({what})"
-
-
 # How long a run goes and how often it is judged. A run that differs from a trial in these alone, with
 # fewer steps, is that trial's beginning: `--extend-from` continues it instead of training it again.
 RUN_LENGTH_KEYS = ("steps", "eval_every")
@@ -227,20 +169,6 @@ def continues_from(source: Path) -> tuple[int, bool]:
         return last_evaluated_step(source) or 0, False
     from ..train.checkpoint import read_saved_config
     return read_saved_config(source)["steps"], True
-
-
-def last_evaluated_step(run_dir: Path) -> int | None:
-    """The last evaluated step in a run directory's metrics.jsonl, else None."""
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.exists():
-        return None
-    steps = []
-    for line in metrics.read_text().splitlines():
-        try:
-            steps.append(json.loads(line).get("step"))
-        except ValueError:  # blank, or the line a running trial is writing right now
-            continue
-    return next((s for s in reversed(steps) if isinstance(s, int)), None)
 
 
 def extend_from(trials: list[dict], source_dirs) -> list[Path]:

@@ -148,10 +148,10 @@ def _param_groups(model, lr: float, multipliers: dict[str, float] | None):
     params = _model_params(model)
     if not multipliers:
         return params
-    named = {name: param for name, param in model.named_parameters() if param.requires_grad}
+    named = dict(model.named_parameters())
     unknown = sorted(set(multipliers) - set(named))
     if unknown:
-        raise ValueError(f"lr_multipliers: {', '.join(unknown)} is not a trainable parameter of the model; "
+        raise ValueError(f"lr_multipliers: {', '.join(unknown)} is not a parameter of the model; "
                          f"it has {', '.join(named)}")
     for name, factor in multipliers.items():
         if not (isinstance(factor, (int, float)) and factor > 0 and math.isfinite(factor)):
@@ -165,10 +165,12 @@ def _param_groups(model, lr: float, multipliers: dict[str, float] | None):
 
 def _model_params(model):
     # A list, not model.parameters(): a generator would be exhausted by its first use, which is
-    # the bug that left the public feedforward Path-SGD code never rescaling anything.
-    params = [p for p in model.parameters() if p.requires_grad]
+    # the bug that left the public feedforward Path-SGD code never rescaling anything. Frozen
+    # parameters are in it too, as torch.optim keeps them: a step skips a parameter without a
+    # gradient, so one frozen now (a warm-up) trains once it is unfrozen.
+    params = list(model.parameters())
     if not params:
-        raise ValueError("the model has no trainable parameters")
+        raise ValueError("the model has no parameters")
     return params
 
 
@@ -479,16 +481,23 @@ class PathNormalized(Optimizer):
         self.inner.zero_grad(set_to_none)
 
     def state_dict(self):
+        """torch.optim's layout (``state``, ``param_groups``: the inner optimizer's, through torch's own
+        ``Optimizer.state_dict``, so its hooks fire), plus the step scale and the cached κ."""
+        sd = super().state_dict()
         order = [p for group in self.param_groups for p in group["params"]]
-        return {"inner": self.inner.state_dict(), **self._scale,
-                "kappa": [to_plain(self._kappa[p].get("kappa")) for p in order]}
+        sd.update(self._scale, kappa=[to_plain(self._kappa[p].get("kappa")) for p in order])
+        return sd
 
     def load_state_dict(self, state_dict):
-        expected = {"inner", "path_scale", "path_steps", "kappa"}
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            state_dict = hook(self, state_dict) or state_dict
+        if isinstance(state_dict, dict) and "inner" in state_dict:  # the layout of plainrnn ≤ 0.x checkpoints
+            state_dict = {**state_dict["inner"], **{k: v for k, v in state_dict.items() if k != "inner"}}
+        expected = {"state", "param_groups", "path_scale", "path_steps", "kappa"}
         if not isinstance(state_dict, dict) or not expected <= set(state_dict):
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ValueError(f"expected the state_dict of a PathNormalized optimizer (keys {sorted(expected)}), got {got}")
-        self.inner.load_state_dict(state_dict["inner"])
+        self.inner.load_state_dict({"state": state_dict["state"], "param_groups": state_dict["param_groups"]})
         self.param_groups, self.state = self.inner.param_groups, self.inner.state
         self._scale.update(path_scale=state_dict["path_scale"], path_steps=state_dict["path_steps"])
         order = [p for group in self.param_groups for p in group["params"]]
@@ -496,6 +505,8 @@ class PathNormalized(Optimizer):
         for param, entry in zip(order, state_dict["kappa"]):
             if entry is not None:
                 self._kappa[param]["kappa"] = from_plain(entry)
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)
 
     def __repr__(self):
         return f"PathNormalized({self.inner!r})"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import ChainMap
+from collections.abc import MutableMapping
 
 import torch
 from torch.optim import Optimizer
@@ -77,15 +78,52 @@ class StiefelSGD(Optimizer):
         return loss
 
 
+class _GroupView(MutableMapping):
+    """An inner optimizer's param group as :class:`Combined` shows it: ``lr`` in units of the combined
+    optimizer's base lr (the inner lr is ``lr · lr_ratio``), every other key as it is. A scheduler that
+    sets one lr (OneCycleLR's max_lr, CyclicLR's base_lr) therefore keeps each group's ratio."""
+
+    def __init__(self, group: dict, ratio: float):
+        self.group, self.ratio = group, ratio
+
+    def __getitem__(self, key):
+        if key == "lr_ratio":
+            return self.ratio
+        value = self.group[key]
+        return value / self.ratio if key == "lr" else value
+
+    def __setitem__(self, key, value):
+        if key == "lr_ratio":
+            raise KeyError("lr_ratio is fixed when the optimizer is built")
+        self.group[key] = value * self.ratio if key == "lr" else value
+
+    def __delitem__(self, key):
+        del self.group[key]
+
+    def __iter__(self):
+        yield from self.group
+        yield "lr_ratio"
+
+    def __len__(self):
+        return len(self.group) + 1
+
+    def __repr__(self):
+        return repr(dict(self))
+
+
 class Combined(Optimizer):
     """Several optimizers stepping together as one (for the paper's geodesic + RMSprop setup).
 
     Args:
         *optimizers: torch optimizers over disjoint parameters, stepped in this order.
+        base_lr: the lr that ``param_groups`` show every group's lr relative to (None: each group's
+            own lr, ratio 1). With it, group g shows ``lr = inner lr / lr_ratio`` and ``lr_ratio``,
+            so a scheduler that sets one lr for all groups (OneCycleLR) keeps their ratios.
 
     A real :class:`torch.optim.Optimizer`: step hooks, LR schedulers (they see and change the inner
-    optimizers' own param groups), ``state_dict``/``load_state_dict``. ``state`` is one stable mapping
-    over the inner optimizers' states. New param groups go to an inner optimizer
+    optimizers' own param groups), ``state_dict``/``load_state_dict`` in torch's layout (``state`` and
+    ``param_groups`` over all parameters in order, plus ``group_counts``), with their hooks. ``state`` is
+    one stable mapping over the inner optimizers' states. New param groups go to an inner optimizer
     (``combined.optimizers[i].add_param_group``), since only it knows what its groups mean.
 
     Example::
@@ -94,26 +132,40 @@ class Combined(Optimizer):
         >>> model = pr.SpectralRNN(2, 8, 1, margin=0.1)
         >>> opt = pr.optim.spectral_optimizer(model, lr=1e-3, orth_lr=1e-6)
         >>> sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
-        >>> len(opt.optimizers), opt.param_groups[0]["lr"]
-        (2, 1e-06)
+        >>> len(opt.optimizers), opt.param_groups[0]["lr"], opt.optimizers[0].param_groups[0]["lr"]
+        (2, 0.001, 1e-06)
     """
 
-    def __init__(self, *optimizers: Optimizer):
+    def __init__(self, *optimizers: Optimizer, base_lr: float | None = None):
         if not optimizers or not all(isinstance(o, Optimizer) for o in optimizers):
             raise TypeError(f"Combined needs torch.optim.Optimizer instances, got {[type(o).__name__ for o in optimizers]}")
+        if base_lr is not None and not (isinstance(base_lr, (int, float)) and base_lr > 0):
+            raise ValueError(f"base_lr must be None or a number > 0, got {base_lr!r}")
         self.optimizers = list(optimizers)
+        self.base_lr = base_lr
         self._assembling = True
         super().__init__([p for o in optimizers for g in o.param_groups for p in g["params"]], {})
         self._assembling = False
+        # OneCycleLR and CyclicLR read momentum/betas from here
+        self.defaults = {k: v for o in reversed(self.optimizers) for k, v in o.defaults.items()}
         self.state = ChainMap(*(o.state for o in self.optimizers))
+        self._views: dict[int, _GroupView] = {}
 
     @property
-    def param_groups(self) -> list[dict]:
-        """The inner optimizers' own group dicts, read live: a scheduler's lr change reaches them, and
-        a group added to an inner optimizer, or a reloaded one, shows here."""
+    def param_groups(self) -> list:
+        """The inner optimizers' own group dicts, read live (as :class:`_GroupView`): a scheduler's lr
+        change reaches them, and a group added to an inner optimizer, or a reloaded one, shows here."""
         if self._assembling:
             return self._assembly_groups
-        return [g for o in self.optimizers for g in o.param_groups]
+        views = []
+        for o in self.optimizers:
+            for g in o.param_groups:
+                view = self._views.get(id(g))
+                if view is None or view.group is not g:
+                    ratio = g["lr"] / self.base_lr if self.base_lr else 1.0
+                    view = self._views[id(g)] = _GroupView(g, ratio)
+                views.append(view)
+        return views
 
     @param_groups.setter
     def param_groups(self, groups: list[dict]) -> None:
@@ -140,17 +192,52 @@ class Combined(Optimizer):
             o.zero_grad(set_to_none)
 
     def state_dict(self):
-        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+        """torch's layout over all parameters in order (each inner optimizer's indices shifted past the
+        ones before it), plus ``group_counts``, the number of groups of each inner optimizer."""
+        for hook in self._optimizer_state_dict_pre_hooks.values():
+            hook(self)
+        state, groups, counts, offset = {}, [], [], 0
+        for inner in (o.state_dict() for o in self.optimizers):
+            state.update({index + offset: entry for index, entry in inner["state"].items()})
+            groups += [{**g, "params": [index + offset for index in g["params"]]} for g in inner["param_groups"]]
+            counts.append(len(inner["param_groups"]))
+            offset += sum(len(g["params"]) for g in inner["param_groups"])
+        sd = {"state": state, "param_groups": groups, "group_counts": counts}
+        for hook in self._optimizer_state_dict_post_hooks.values():
+            sd = hook(self, sd) or sd
+        return sd
 
     def load_state_dict(self, state_dict):
-        inner = state_dict.get("optimizers") if isinstance(state_dict, dict) else None
-        if not isinstance(inner, list) or len(inner) != len(self.optimizers):
-            raise ValueError(f"expected the state_dict of a Combined optimizer of {len(self.optimizers)} optimizers "
-                             f"({{'optimizers': [...]}}), got {type(state_dict).__name__}"
-                             + (f" with {len(inner)}" if isinstance(inner, list) else ""))
-        for o, sd in zip(self.optimizers, inner):
-            o.load_state_dict(sd)
+        for hook in self._optimizer_load_state_dict_pre_hooks.values():
+            state_dict = hook(self, state_dict) or state_dict
+        for o, inner in zip(self.optimizers, self._split(state_dict)):
+            o.load_state_dict(inner)
         self.state.maps[:] = [o.state for o in self.optimizers]  # torch replaces each inner state on load
+        self._views.clear()
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)
+
+    def _split(self, state_dict) -> list[dict]:
+        """Each inner optimizer's state_dict (torch's layout, indices from 0) out of the combined one."""
+        n = len(self.optimizers)
+        if isinstance(state_dict, dict) and isinstance(state_dict.get("optimizers"), list) \
+                and len(state_dict["optimizers"]) == n:  # the layout before group_counts: one dict each
+            return state_dict["optimizers"]
+        counts = state_dict.get("group_counts") if isinstance(state_dict, dict) else None
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if not (isinstance(counts, list) and len(counts) == n and isinstance(groups, list)
+                and sum(counts) == len(groups) and isinstance(state_dict.get("state"), dict)):
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"expected the state_dict of a Combined optimizer of {n} optimizers (state, param_groups "
+                             f"and group_counts with {n} entries), got {got}")
+        inners, first, offset = [], 0, 0
+        for count in counts:
+            mine = groups[first:first + count]
+            size = sum(len(g["params"]) for g in mine)
+            inners.append({"state": {i - offset: v for i, v in state_dict["state"].items() if offset <= i < offset + size},
+                           "param_groups": [{**g, "params": [i - offset for i in g["params"]]} for g in mine]})
+            first, offset = first + count, offset + size
+        return inners
 
     def __repr__(self):
         return "Combined(" + ", ".join(type(o).__name__ for o in self.optimizers) + ")"
@@ -178,7 +265,7 @@ def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=to
 
         >>> import torch, plainrnn as pr
         >>> opt = pr.optim.spectral_optimizer(pr.SpectralRNN(2, 8, 1, margin=0.1), lr=1e-3)
-        >>> [type(o).__name__ for o in opt.optimizers], [g["lr"] for g in opt.param_groups]
+        >>> [type(o).__name__ for o in opt.optimizers], [g["lr"] * g["lr_ratio"] for g in opt.param_groups]
         (['StiefelSGD', 'RMSprop'], [1e-06, 0.001, 0.005])
     """
     if not isinstance(model, torch.nn.Module):
@@ -201,4 +288,5 @@ def spectral_optimizer(model, lr: float, orth_lr: float = 1e-6, optimizer_cls=to
     groups = [dict(params=rest)] if rest else []
     for spectrum, margin in zip(spectra, margins):
         groups.append(dict(params=[spectrum], lr=lr / (2 * margin) if margin else lr))
-    return Combined(StiefelSGD(orthogonal, lr=orth_lr, method=orth_method), optimizer_cls(groups, lr=lr, **kwargs))
+    return Combined(StiefelSGD(orthogonal, lr=orth_lr, method=orth_method), optimizer_cls(groups, lr=lr, **kwargs),
+                    base_lr=lr)

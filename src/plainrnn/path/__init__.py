@@ -24,7 +24,7 @@ from .rescale import rescale_mlp_, rescale_rnn_, unbalanced_alphas
 __all__ = ["path_norm", "kappa", "kappa2", "kappa_entries", "rescale_", "unbalance_", "Outer", "divide_"]
 
 
-def _generic(model, seq_len, p, example_input, workspace: dict | None = None):
+def _generic(model, seq_len, p, example_input, workspace: dict | None = None, second_order: bool = False):
     """The squared network of a model that is not ours (built once per workspace, checked once)."""
     if workspace is not None and workspace.get("squared") is not None:
         return workspace["squared"]  # every κ pass of an optimizer: no walk over the modules again
@@ -34,7 +34,8 @@ def _generic(model, seq_len, p, example_input, workspace: dict | None = None):
     if seq_len is not None:
         raise ValueError(f"seq_len is for plainrnn.ReLURNN; for a {type(model).__name__} the example_input's shape "
                          "sets the unrolled length")
-    squared = SquaredNetwork(model, example_input)
+    # An optimizer's workspace: κ on one example of the batch, times B (checked exact once, at construction)
+    squared = SquaredNetwork(model, example_input, one_example=workspace is not None, second_order=second_order)
     if workspace is not None:
         workspace["squared"] = squared
     return squared
@@ -70,7 +71,7 @@ def kappa_entries(model, seq_len: int | None = None, second_order: bool = False,
         return _rnn.kappa_entries(model, seq_len, second_order)
     if isinstance(model, MLP):
         return _mlp.kappa_entries(model, p, workspace)
-    return _generic(model, seq_len, p, example_input, workspace).kappa(model, second_order)
+    return _generic(model, seq_len, p, example_input, workspace, second_order).kappa(model, second_order)
 
 
 def kappa(model, seq_len: int | None = None, second_order: bool = False, p: float = 2.0,

@@ -12,8 +12,9 @@ The backward values g^l_t = ∂γ²/∂a^l_t count the squared paths from a node
     κ1(W_rec^l) = Σ_t g^l_t (a^l_{t−1})ᵀ,   κ1(W_in^l) = Σ_t g^l_t (a^{l−1}_t)ᵀ,   κ1(b^l) = Σ_t g^l_t,
     κ1(W_out) = 1 ⊗ Σ_{t emitted} a^d_t,     κ1(b_out) = #emitted · 1.
 
-κ2 (eq. 10) counts pairs of distinct edges that share a parameter on one path; only recurrent
-entries have them. For W_rec[i, j] used at steps s1 < s2 of layer l (j@s−1 → i@s):
+κ2 (eq. 10) counts pairs of distinct edges that share a parameter on one path; in a ReLURNN only
+recurrent entries have them (a tied or reused weight of another model would too: generic.py refuses
+κ2 for it). For W_rec[i, j] used at steps s1 < s2 of layer l (j@s−1 → i@s):
     κ2[i, j] = 4 q_ij Σ_{s1<s2} a_j(s1−1) (Q^{s2−1−s1})_{ji} g_i(s2).
 (The factor is 4, not the paper's 1: ½∂²/∂p² of p^{2k} is k(2k−1)p^{2k−2}, of which κ1 is k·p^{2k−2},
 leaving 2k(k−1) = 4·C(k,2) per path. Eq. 10 as printed gives half of that; see docs/path_sgd.md.)

@@ -6,9 +6,22 @@
 as geotorch and torch's own orthogonal parametrization do: ``module.<name>`` becomes U diag(s) Vᵀ,
 computed from three tensors, U, p (s itself without a margin) and V, that live in
 ``module.parametrizations.<name>.original0/1/2``. U and V start as the singular vectors of the
-weight the module had, and s as its singular values (clipped into the margin). They stay
-orthogonal only if a geodesic optimizer steps them: :func:`plainrnn.optim.spectral_optimizer` finds
-them in any model.
+weight the module had, and s as its singular values (moved into the margin's interior, where ds/dp
+is usable).
+
+The constraint holds under any optimizer, as geotorch's do: the factorization uses the orthogonal
+polar factors of U and V,
+
+    W = Q(U) diag(s) Q(V)ᵀ,   Q(X) = X (XᵀX)^{−1/2}   (X = Q P, P symmetric positive definite),
+
+so W's singular values are |s| ∈ [1 − m, 1 + m] whatever a plain torch.optim step did to U and V.
+On an orthogonal X (to the drift the geodesic route keeps, 1e-5 in float32) Q(X) is X itself and
+∂L/∂X is the tangent projection X·skew(Xᵀ G), whose Cayley generator A = G Xᵀ − X Gᵀ is the same
+as the raw gradient's: :func:`plainrnn.optim.spectral_optimizer`'s geodesic steps are unchanged.
+
+Saving: ``torch.save(model.state_dict())`` holds U, p, V (``...parametrizations.<name>.original0/1/2``);
+apply ``spectral_`` to the same weights of a fresh model, then ``load_state_dict``. To export a plain
+weight, ``torch.nn.utils.parametrize.remove_parametrizations(module, name)``.
 
 Example::
 
@@ -20,6 +33,8 @@ Example::
     True
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -69,14 +84,68 @@ class SpectralFactorization(nn.Module):
         self.margin = margin
 
     def forward(self, U: torch.Tensor, spectrum: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        return (U * singular_values(spectrum, self.margin)) @ V.t()
+        return (polar(U) * singular_values(spectrum, self.margin)) @ polar(V).t()
 
     @torch.no_grad()
     def right_inverse(self, weight: torch.Tensor):
-        """U, p, V of ``weight`` by SVD (in float64, then in the weight's dtype)."""
+        """U, p, V of ``weight`` by SVD (in float64, then in the weight's dtype). A singular value
+        outside the margin's inner 90 % (where σ'(p) < 0.0475, a fifth of its peak) starts at that
+        band's edge instead, with one warning that says so: clipped to the margin's edge it would sit
+        where ds/dp ≈ 0 and never move (a default-initialized weight has most of them there)."""
         U, S, Vh = torch.linalg.svd(weight.to(torch.float64))
+        spectrum = spectrum_of(S, self.margin)
+        if self.margin:
+            band = 0.9 * self.margin
+            moved = int(((S - 1).abs() > band).sum())
+            self.moved = (f"{moved} of {S.numel()} singular values lay outside [1 − 0.9m, 1 + 0.9m] = [{1 - band:g}, "
+                          f"{1 + band:g}] (from {float(S.min()):.3g} to {float(S.max()):.3g}); they start at that "
+                          "band's edge, where the margin's gradient is usable") if moved else None
+            if moved:
+                spectrum = spectrum_of(S.clamp(1 - band, 1 + band), self.margin)
         dtype = weight.dtype
-        return U.to(dtype), spectrum_of(S, self.margin).to(dtype), Vh.t().contiguous().to(dtype)
+        return U.to(dtype), spectrum.to(dtype), Vh.t().contiguous().to(dtype)
+
+
+class _Polar(torch.autograd.Function):
+    """Q = X (XᵀX)^{−1/2} and its exact derivative.
+
+    From X = QP: Qᵀ dX − dXᵀ Q = Ω P + P Ω with Ω = Qᵀ dQ skew, so Ω solves a Sylvester equation
+    that is diagonal in P's eigenbasis (P = E Λ Eᵀ: Ω̃_ij = C̃_ij / (λ_i + λ_j), never singular since
+    λ > 0, unlike an SVD's 1/(s_i² − s_j²)). Its adjoint gives ∂L/∂X = Q (N − Nᵀ) with
+    N = Sylvester_P(Qᵀ G). At P = I that is Q·skew(Qᵀ G), the tangent projection."""
+
+    @staticmethod
+    def forward(ctx, X):
+        eye = torch.eye(X.shape[-1], dtype=X.dtype, device=X.device)
+        gram = X.mT @ X
+        tol = 1e-5 if X.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
+        if float((gram - eye).abs().max()) <= tol:  # orthogonal already (the geodesic route): Q = X
+            ctx.save_for_backward(X)
+            ctx.eigen = False
+            return X.clone()
+        lam2, E = torch.linalg.eigh(gram.to(torch.float64))
+        lam = lam2.clamp_min(torch.finfo(torch.float64).tiny).sqrt()
+        Q = (X.to(torch.float64) @ (E / lam) @ E.mT).to(X.dtype)
+        ctx.save_for_backward(Q, E.to(X.dtype), lam.to(X.dtype))
+        ctx.eigen = True
+        return Q
+
+    @staticmethod
+    def backward(ctx, G):
+        if not ctx.eigen:
+            (Q,) = ctx.saved_tensors
+            M = Q.mT @ G
+            return Q @ (M - M.mT) / 2
+        Q, E, lam = ctx.saved_tensors
+        M = E.mT @ (Q.mT @ G) @ E
+        N = E @ (M / (lam[:, None] + lam[None, :])) @ E.mT
+        return Q @ (N - N.mT)
+
+
+def polar(X: torch.Tensor) -> torch.Tensor:
+    """The orthogonal polar factor Q(X) = X (XᵀX)^{−1/2} of a square matrix, differentiable (X itself
+    when X is orthogonal to rounding)."""
+    return _Polar.apply(X)
 
 
 def spectral_(module: nn.Module, name: str = "weight", margin: float | None = None) -> nn.Module:
@@ -106,7 +175,10 @@ def spectral_(module: nn.Module, name: str = "weight", margin: float | None = No
     if weight.dim() != 2 or weight.shape[0] != weight.shape[1]:
         raise ValueError(f"spectral_ needs a square weight; {type(module).__name__}.{name} has shape "
                          f"{tuple(weight.shape)}")
-    parametrize.register_parametrization(module, name, SpectralFactorization(margin))
+    factorization = SpectralFactorization(margin)
+    parametrize.register_parametrization(module, name, factorization)
+    if getattr(factorization, "moved", None):
+        warnings.warn(f"spectral_: {factorization.moved}", stacklevel=2)
     return module
 
 

@@ -33,6 +33,7 @@ from .build import build_model, build_optimizer, init_generator
 from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_text, write_yaml
 from .config import RunConfig
 from .diagnostics import hidden_gradient_norms, spectral_stats
+from .rundir import last_evaluated_step, refuse_fresh_start
 from .lock import hold_run_dir
 
 
@@ -289,6 +290,8 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     rank, _ = _distributed()  # under DDP only rank 0 writes files (Run.writer), so only it holds
     run_dir = Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name()
     with hold_run_dir(run_dir) if rank == 0 else contextlib.nullcontext():
+        if resume_from is None and rank == 0:
+            refuse_fresh_start(cfg.to_dict())  # read while held: no run is ever replaced by another
         return _train(cfg, progress, resume_from)
 
 
@@ -347,6 +350,10 @@ def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> d
         raise FileNotFoundError(f"{run_dir}: no checkpoint.pt to resume from")
     cfg = RunConfig(**json.loads((run_dir / "config.json").read_text()))
     if steps is not None:
+        floor = max(last_evaluated_step(run_dir) or 0, cfg.steps if (run_dir / "summary.json").exists() else 0)
+        if steps < floor:
+            raise ValueError(f"--steps {steps} is below what {run_dir} already ran (step {floor:,}); --steps "
+                             "lengthens a run, it cannot shorten one")
         cfg.steps = steps
     return train(cfg, progress, resume_from=run_dir)
 
