@@ -366,3 +366,18 @@ def test_the_tied_lm_trains_under_path_sgd_and_path_adam():
             opt.step()
             losses.append(loss.item())
         assert all(v == v for v in losses) and sum(losses[-5:]) < sum(losses[:5]), losses
+
+
+@pytest.mark.parametrize("count_include_pad, ceil_mode", [(False, True), (True, True), (False, False)])
+def test_a_2d_average_pool_with_padding_and_partial_windows_divides_each_window_by_its_own_divisor(
+        count_include_pad, ceil_mode):
+    """As the 1-d case, on a 5 × 5 map with kernel 2, stride 2, padding 1: torch's own pooling of one-hot
+    maps gives every edge weight 1/d_u; γ² = Σ_o b_o² + Σ_{o,u} w_ou² Σ_i edges[u, i]²."""
+    kwargs = dict(kernel_size=2, stride=2, padding=1, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+    n = 25
+    edges = F.avg_pool2d(torch.eye(n, dtype=torch.float64).reshape(n, 1, 5, 5), **kwargs).reshape(n, -1).t()
+    net = _randomize(nn.Sequential(nn.AvgPool2d(**kwargs), nn.Flatten(), nn.Linear(edges.shape[0], 2)), seed=8)
+    w, b = net[2].weight.detach(), net[2].bias.detach()
+    expected = (w.square() @ edges.square().sum(1)).sum() + b.square().sum()
+    torch.testing.assert_close(pr.path.path_norm(net, example_input=torch.zeros(1, 1, 5, 5)), expected,
+                               rtol=1e-13, atol=0)

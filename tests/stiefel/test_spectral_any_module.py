@@ -202,3 +202,25 @@ def test_a_default_initialized_weight_starts_inside_the_margin_and_says_so():
     assert slope.min() >= 0.0475 - 1e-6
     s = torch.linalg.svdvals(rnn.weight_hh_l0.detach())
     assert s.min() >= 0.91 - 1e-5 and s.max() <= 1.09 + 1e-5
+
+
+def test_the_polar_factor_and_its_gradient_against_finite_differences():
+    """Q(X) = X (XᵀX)^{-1/2}: orthogonal, X = Q P with P symmetric; its gradient passes torch's gradcheck at
+    a generic X, and at an orthogonal X (the route that returns X itself) it matches central differences,
+    whose perturbed points leave the orthogonal group and take the eigen route."""
+    from plainrnn.stiefel.spectral import polar
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    Q = polar(X)
+    torch.testing.assert_close(Q.T @ Q, torch.eye(5, dtype=torch.float64), rtol=0, atol=1e-12)
+    P = Q.T @ X
+    torch.testing.assert_close(P, P.T, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(polar, (X,))
+    O, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))
+    O.requires_grad_(True)
+    G, D = (torch.randn(5, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    (grad,) = torch.autograd.grad((polar(O) * G).sum(), O)
+    eps = 1e-6
+    with torch.no_grad():
+        numeric = ((polar(O + eps * D) * G).sum() - (polar(O - eps * D) * G).sum()) / (2 * eps)
+    torch.testing.assert_close((grad * D).sum(), numeric, rtol=1e-7, atol=1e-9)
