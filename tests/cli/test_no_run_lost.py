@@ -95,3 +95,12 @@ def test_the_library_refuses_a_fresh_start_over_a_run_too(tmp_path):
     train(cfg, progress=False)
     with pytest.raises(RunDirTaken, match="already holds this config's finished run"):
         train(cfg, progress=False)
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/run", "..", ".hidden", "a/b"])
+def test_a_name_that_leaves_the_output_folder_is_refused(tmp_path, capsys, name):
+    assert _train(tmp_path, "--name", name) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"plainrnn train: error: name must be a folder name inside out ({tmp_path / 'runs'}), without '/', '\\' or a "
+        f"leading '.', got {name!r}")
+    assert not any(tmp_path.rglob("config.json"))

@@ -15,6 +15,7 @@ Each holds out a validation split from its training set (the last ``valid_size``
 """
 from __future__ import annotations
 
+import io
 import pickle
 import tarfile
 import zlib
@@ -47,11 +48,31 @@ def load_mnist(root=None, dataset: str = "mnist") -> dict[str, tuple[torch.Tenso
             "test": (read_idx(d / "t10k-images-idx3-ubyte"), read_idx(d / "t10k-labels-idx1-ubyte").long())}
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch and nothing else: a batch is a dict of bytes keys, lists and numpy
+    arrays, so the only globals it may name are numpy's array reconstructors. Any other global (the
+    way a crafted pickle runs code: os.system, builtins.eval, ...) is refused before it is looked up."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise DataError(f"asks to load {module}.{name}, which a CIFAR batch never holds: refused, nothing of "
+                            "it was run")
+        return super().find_class(module, name)
+
+
 def _unpickle(blob: bytes, what: str) -> dict:
     try:
-        return pickle.loads(blob, encoding="bytes")
+        batch = _BatchUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except DataError as e:
+        raise DataError(f"{what}: {e}") from None
     except Exception as e:  # noqa: BLE001 – any unpickling failure means a corrupt file
         raise DataError(f"{what}: not a readable CIFAR pickle batch ({e.__class__.__name__})") from e
+    if not isinstance(batch, dict):
+        raise DataError(f"{what}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
+    return batch
 
 
 def read_cifar(archive: Path, classes: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -69,6 +90,9 @@ def read_cifar(archive: Path, classes: int) -> dict[str, tuple[torch.Tensor, tor
                     if name not in members:
                         raise DataError(f"{archive}: missing the batch {name!r}; is this the CIFAR-{classes} python version?")
                     batch = _unpickle(tar.extractfile(members[name]).read(), f"{archive}:{name}")
+                    if b"data" not in batch or label_key not in batch:
+                        raise DataError(f"{archive}:{name}: not a CIFAR-{classes} batch (no {b'data'!r} or "
+                                        f"{label_key!r} entry)")
                     xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                     ys.append(np.asarray(batch[label_key], dtype=np.int64))
                 out[split] = (torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)))

@@ -72,6 +72,12 @@ class RunConfig:
                 raise ValueError(f"{field} must be {allowed}, got {value!r}")
 
         from ..tasks import FLAT_IMAGES, SYNTHETIC, TASKS
+        if self.name is not None and (not self.name or "/" in self.name or "\\" in self.name
+                                      or self.name in (".", "..") or self.name.startswith(".")):
+            # a run lives in out/<name>: a separator or a leading dot would put it (and what its
+            # checks delete) somewhere else
+            raise ValueError(f"name must be a folder name inside out ({self.out}), without '/', '\\' or a leading "
+                             f"'.', got {self.name!r}")
         need(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
         if (self.task in FLAT_IMAGES) != (self.model == "mlp"):
             raise ValueError(f"task {self.task} needs " + ("--model mlp (flattened images)" if self.task in FLAT_IMAGES
