@@ -163,3 +163,19 @@ def test_the_checkpoint_is_taken_before_the_metrics_so_a_resume_never_skips_a_li
     ckpt_step = torch.load(tmp_path / "results" / cut.name / "checkpoint.pt", weights_only=False)["step"]
     published = (tmp_path / "results" / cut.name / "metrics.jsonl").read_text().splitlines()
     assert json.loads(published[-1])["step"] >= ckpt_step
+
+
+def test_a_finished_shorter_run_never_replaces_a_cut_run_that_got_further(tmp_path):
+    """A cut run at step 6 of 12, published with its checkpoint; then a finished 4-step run of the same
+    trial: steps decide before finishedness, so the published run, its 3 metrics rows and its checkpoint
+    stay as they were."""
+    cut = _cut_run(tmp_path / "long", steps=12, at_evaluation=4)
+    assert publish(cut.parent, tmp_path / "results", checkpoints=True)["cut"] == ["lr-1e-2-s0"]
+    published = tmp_path / "results" / "lr-1e-2-s0"
+    before = {p.name: p.read_bytes() for p in published.iterdir()}
+    assert [json.loads(line)["step"] for line in (published / "metrics.jsonl").read_text().splitlines()] == [2, 4, 6]
+    assert "checkpoint.pt" in before
+    run_sweep(_base(tmp_path / "short", "steps=4"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
+    assert publish(tmp_path / "short" / "s", tmp_path / "results") == {
+        "finished": [], "cut": [], "kept": ["lr-1e-2-s0"], "not evaluated": []}
+    assert {p.name: p.read_bytes() for p in published.iterdir()} == before

@@ -47,9 +47,11 @@ def _difference(published: Path, source: Path) -> str | None:
     return ", ".join(changed) or None
 
 
-def _progress(run_dir: Path) -> tuple[bool, int]:
-    """How far a run got: (finished, its last evaluated step); a finished run is further than any cut one."""
-    return (run_dir / "summary.json").exists(), last_evaluated_step(run_dir) or 0
+def _progress(run_dir: Path) -> tuple[int, bool]:
+    """How far a run got: (its last evaluated step, finished). Steps first: a run cut at step 2,250 got
+    further than a finished 1,000-step run of the same trial, and publishing the shorter one would
+    throw away 1,250 steps and the checkpoint they resume from; at the same step, finished is further."""
+    return last_evaluated_step(run_dir) or 0, (run_dir / "summary.json").exists()
 
 
 def _whole_lines(metrics: Path) -> str:
@@ -87,7 +89,7 @@ def publish(source, dest, checkpoints: bool = False) -> dict:
     plan, kept, empty = [], [], []
     for run in runs:
         target = dest / run.name
-        if _progress(run) == (False, 0):  # started, never evaluated: no evidence yet
+        if _progress(run) == (0, False):  # started, never evaluated: no evidence yet
             empty.append(run.name)
             continue
         if read_saved_config(target) is not None or (target / "metrics.jsonl").exists():

@@ -97,7 +97,7 @@ def build_trials(base: RunConfig, grid: dict | list[dict], seeds: int, sweep_dir
             cfg = config_from_mapping(mapping, source="--grid")  # typed and key-checked
             cfg.seed = base.seed + i
             label = setting_label(values)
-            cfg.out, cfg.name = str(sweep_dir), f"{label.replace('=', '-').replace(',', '_')}-s{cfg.seed}"
+            cfg.out, cfg.name = str(sweep_dir), f"{label.replace('=', '-').replace(',', '_').replace('/', '_')}-s{cfg.seed}"
             cfg.validate()
             trials.append(dict(setting=label, config=dataclasses.asdict(cfg)))
     return trials
