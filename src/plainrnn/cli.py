@@ -142,6 +142,11 @@ def _cmd_train(args) -> int:
     from .train import resume, train
     from .train.config import load_config, parse_overrides
     if args.resume:
+        changed = sorted(f"--{k.replace('_', '-')}" for k, v in _given(args).items() if v is not None and k != "steps")
+        changed += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
+        if changed:
+            raise ValueError(f"--resume continues a run with its own config; {', '.join(changed)} would change it "
+                             "(only --steps may be given, to lengthen it); train a new run without --resume")
         summary = resume(args.resume, progress=False if args.quiet else None, steps=vars(args).get("steps"))
     else:
         overrides = parse_overrides(args.set or [])
@@ -182,7 +187,7 @@ def _cmd_sweep(args) -> int:
     print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
           f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
     _say_busy(result)
-    return 0
+    return _say_failed(result)
 
 
 def _say_extended(result: dict, source) -> None:
@@ -190,6 +195,17 @@ def _say_extended(result: dict, source) -> None:
         print(f"{len(result['extended'])} trial(s) taken from their runs in {', '.join(source)} "
               "instead of starting over",
               file=sys.stderr)
+
+
+def _say_failed(result: dict) -> int:
+    """Failed trials, each with its reason on one line; the exit status 1 says the sweep is not whole."""
+    failed = [r for r in result["results"] if r.get("status") == "failed"]
+    for r in failed:
+        print(f"failed: {r['run_dir']}: {r.get('error', 'no reason recorded')}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(result['results'])} trial(s) failed (reasons above, also in trials.jsonl)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _say_busy(result: dict) -> None:
@@ -349,7 +365,7 @@ def _cmd_reproduce(args) -> int:
     print(f"the paper: {recipe['paper']}")
     print(f"trials in {result['dir']}; `plainrnn report {result['dir']}` prints the table again")
     _say_busy(result)
-    return 0
+    return _say_failed(result)
 
 
 def _cmd_data(args) -> int:
@@ -558,8 +574,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
     from .tasks import DataError
     from .train.checkpoint import CheckpointError
-    return (ValueError, TypeError, FileNotFoundError, DataError, CheckpointError, RuntimeError,
-            torch.OutOfMemoryError)
+    return (ValueError, TypeError, OSError, DataError, CheckpointError, RuntimeError, torch.OutOfMemoryError)
 
 
 def _message(error: BaseException) -> str:
@@ -572,6 +587,16 @@ def _message(error: BaseException) -> str:
         return f"out of memory ({first}); lower --hidden, --seq-len or --batch-size, or use a device with more memory"
     if isinstance(error, FileNotFoundError) and error.filename and not text.startswith(str(error.filename)):
         return f"{error.filename}: {error.strerror or first}"
+    if isinstance(error, OSError) and error.errno is not None:
+        import errno
+        where = f"{error.filename}: " if error.filename else ""
+        hint = {errno.ENOSPC: "; free some space, then continue with --resume RUN_DIR (the last checkpoint is intact)",
+                errno.EDQUOT: "; free some space, then continue with --resume RUN_DIR (the last checkpoint is intact)",
+                errno.EACCES: "; choose a folder you can write (--out, --data-dir)",
+                errno.EROFS: "; choose a folder you can write (--out, --data-dir)",
+                errno.ENOTDIR: "; a part of this path is a file, not a folder",
+                errno.EEXIST: "; a file stands where a folder should be"}.get(error.errno, "")
+        return f"{where}{error.strerror or first}{hint}"
     if isinstance(error, RuntimeError) and type(error).__module__.startswith("torch"):
         return first
     return text or type(error).__name__
@@ -582,8 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command if args.command != "data" else f"data {args.action}"
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(str(e) or "interrupted", file=sys.stderr)  # a training run names its checkpoint and the resume line
         return 130
     except BrokenPipeError:
         # `plainrnn report … | head`: the reader left; stop quietly (and keep Python's exit-time flush

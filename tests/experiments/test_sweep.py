@@ -638,20 +638,23 @@ def test_the_soft_constraints_strength_names_the_setting(tmp_path):
                                                                                       "sv_prior=10.0"}
 
 
-def test_a_fresh_run_in_a_used_directory_leaves_nothing_of_the_old_run_to_be_mistaken_for_its_own(tmp_path):
-    """A changed config reruns a trial in the same directory; cut short, it must read as resumable or
-    new, never as done with the old run's summary."""
+def test_a_changed_config_never_replaces_the_run_in_its_directory(tmp_path):
+    """A changed config into a used directory: once it would have deleted the old run's summary and
+    checkpoint and trained over it; now train() refuses before touching a file, the old run stays
+    done, and the trial reads as a conflict (never as done with the old run's summary)."""
     from plainrnn.experiments.sweep import trial_state
     from plainrnn.train import train
+    from plainrnn.train.rundir import RunDirTaken
     old = load_config(None, dict(task="adding", seq_len=6, hidden=4, steps=4, eval_every=2, out=str(tmp_path), name="r"))
     train(old, progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()}
     new = load_config(None, dict(task="adding", seq_len=6, hidden=4, steps=4, eval_every=2, lr="1e-2",
                                  out=str(tmp_path), name="r"))
-    with mock.patch("plainrnn.train.loop.evaluate", side_effect=KeyboardInterrupt):  # killed at its first evaluation
-        with pytest.raises(KeyboardInterrupt):
-            train(new, progress=False)
-    assert not (tmp_path / "r" / "summary.json").exists()
-    assert trial_state(dataclasses.asdict(new)) == "new"
+    with pytest.raises(RunDirTaken, match=r"holds the results of another config \(lr 0.001 → 0.01\)"):
+        train(new, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file()} == before
+    assert trial_state(dataclasses.asdict(new)) == "conflict"
+    assert trial_state(dataclasses.asdict(old)) == "done"
 
 
 def test_report_draws_a_classifiers_test_loss_beside_its_accuracy(tmp_path, monkeypatch):

@@ -42,6 +42,51 @@ def write_yaml(path: Path, obj: dict) -> None:
     write_text(path, yaml.safe_dump(obj, sort_keys=True))
 
 
+class CorruptFile(ValueError):
+    """A run-directory file that does not parse; the message names the file and the line."""
+
+
+def read_json(path: Path):
+    """One JSON document, or :class:`CorruptFile` naming the file (not the parser's bare message)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CorruptFile(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of an append-only .jsonl file. A last line that does not parse is a torn append (a
+    kill in the middle of a write) and is left out, as a log-structured store cuts its tail; a bad
+    line before the last is corruption, named with its line number."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if all(not rest.strip() for rest in lines[number:]):
+                break  # the torn tail
+            raise CorruptFile(f"{path}: line {number} is not valid JSON ({e.msg}); the lines after it are whole, "
+                              "so this is not a torn write: restore the file or remove that line") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """The temporary files of atomic writes that a killed process left (``.checkpoint.pt.x8f2`` …).
+    Only called by the directory's holder, so no live writer owns them."""
+    for stale in Path(run_dir).glob(".*.*"):
+        if stale.is_file() and stale.name != ".lock" and not stale.name.endswith(".flock"):
+            stale.unlink(missing_ok=True)
+
+
 def read_saved_config(run_dir: Path) -> dict | None:
     """A run directory's config as it was written: config.json (what the trainer writes and reads back),
     or config.yaml alone (all that results/ keeps of a published run); None when it holds neither or

@@ -72,6 +72,10 @@ class RunConfig:
                 raise ValueError(f"{field} must be {allowed}, got {value!r}")
 
         from ..tasks import FLAT_IMAGES, SYNTHETIC, TASKS
+        for f in dataclasses.fields(self):  # inf or nan in any numeric knob ends in a run that means nothing
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         if self.name is not None and (not self.name or "/" in self.name or "\\" in self.name
                                       or self.name in (".", "..") or self.name.startswith(".")):
             # a run lives in out/<name>: a separator or a leading dot would put it (and what its
@@ -202,7 +206,7 @@ def _coerce(field: str, value, annotation: str):
                 return float(value)
             if kind == "str":
                 return str(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(inf) overflows
             continue
     wanted = " or ".join(k for k in kinds if k != "None")
     raise ValueError(f"{field} must be {'an' if wanted[0] in 'aeiou' else 'a'} {wanted}, got {value!r}")

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ from tqdm import tqdm
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
 from .build import build_model, build_optimizer, init_generator
-from .checkpoint import load_checkpoint, save_checkpoint, write_json, write_text, write_yaml
+from .checkpoint import (load_checkpoint, read_json, read_records, remove_stale_temporaries, save_checkpoint,
+                         write_json, write_text, write_yaml)
 from .config import RunConfig
 from .diagnostics import hidden_gradient_norms, spectral_stats
 from .rundir import last_evaluated_step, refuse_fresh_start
@@ -46,9 +48,9 @@ class MetricsLog:
         if keep_until_step is None:
             self.path.write_text("")
         else:  # resuming: keep what the checkpoint covers, drop what will be recomputed
-            kept = [line for line in (self.path.read_text().splitlines() if self.path.exists() else [])
-                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
-            write_text(self.path, "".join(line + "\n" for line in kept))
+            # a torn last record (a kill inside an append) is cut here too: the run goes on from whole lines
+            kept = [r for r in read_records(self.path) if r.get("step", 0) <= keep_until_step]
+            write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
@@ -166,6 +168,7 @@ def setup(cfg: RunConfig, resume_from: Path | None = None) -> Run:
         _restore(run)
     if run.writer:
         run.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run.run_dir)  # a killed write's leftovers (we hold the directory)
         # The run is not finished until finish() writes its summary: an old one (a fresh run in a used
         # directory, or a finished run extended with more steps) must go before the new config is
         # written, or a sweep would take it for this run's if it were cut short. A fresh run's old
@@ -301,27 +304,60 @@ def _train(cfg: RunConfig, progress: bool | None, resume_from: Path | None) -> d
     bar = tqdm(range(run.first_step, cfg.steps + 1), desc=cfg.run_name(), leave=False, dynamic_ncols=True,
                initial=run.first_step - 1, total=cfg.steps, disable=True if progress is False or not run.writer else None)
     checkpoint_every = cfg.checkpoint_every or cfg.eval_every
-    for step in bar:
-        result = train_step(run, step)
-        if isinstance(result, Divergence):
-            divergence = result
-            break
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            last_eval, divergence = evaluate(run, step, *result)
-            bar.set_postfix(test=f"{last_eval['test_metric']:.4g}")
-            if divergence:
+    with _deferred_interrupt() as interrupted:
+        for step in bar:
+            result = train_step(run, step)
+            if isinstance(result, Divergence):
+                divergence = result
                 break
-        if step % checkpoint_every == 0:
-            run.checkpoint(step)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                last_eval, divergence = evaluate(run, step, *result)
+                bar.set_postfix(test=f"{last_eval['test_metric']:.4g}")
+                if divergence:
+                    break
+            if step % checkpoint_every == 0 or interrupted():
+                run.checkpoint(step)
+            if interrupted():
+                bar.close()
+                raise TrainingInterrupted(f"interrupted: {run.run_dir} saved at step {step:,}; continue it with: "
+                                          f"plainrnn train --resume {run.run_dir}")
     bar.close()
     return finish(run, divergence, last_eval)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the step in progress was finished and checkpointed."""
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """A first Ctrl-C lets the step in progress finish (an optimizer step cut halfway would leave the
+    weights neither before nor after it), then the loop checkpoints and stops; a second one stops at
+    once. Only in the main thread, where Python delivers signals."""
+    import signal
+    import threading
+    pressed = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        print("\nstopping after this step (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def finish(run: Run, divergence: Divergence | None, last_eval: dict) -> dict:
     """The summary of a run that ended (finished or diverged), its last checkpoint and summary.json."""
     cfg, spec = run.cfg, run.task.spec
     if not last_eval and run.log is not None and run.log.path.exists():  # resumed right at the end
-        lines = [json.loads(line) for line in run.log.path.read_text().splitlines() if line.strip()]
+        lines = read_records(run.log.path)
         last_eval = next((r for r in reversed(lines) if "test_metric" in r), {})
     nan = float("nan")
     ended = divergence is not None
@@ -348,7 +384,7 @@ def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> d
     run_dir = Path(run_dir)
     if not (run_dir / "checkpoint.pt").exists():
         raise FileNotFoundError(f"{run_dir}: no checkpoint.pt to resume from")
-    cfg = RunConfig(**json.loads((run_dir / "config.json").read_text()))
+    cfg = RunConfig(**read_json(run_dir / "config.json"))
     if steps is not None:
         floor = max(last_evaluated_step(run_dir) or 0, cfg.steps if (run_dir / "summary.json").exists() else 0)
         if steps < floor:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .checkpoint import read_json
 from .config import RunConfig
 
 
@@ -51,7 +52,7 @@ def trial_state(config: dict) -> str:
     config_file = run_dir / "config.json"
     if not config_file.exists():
         return "new"
-    saved = json.loads(config_file.read_text())
+    saved = read_json(config_file)
     diff = config_differences(saved, config)
     has_summary, has_checkpoint = (run_dir / "summary.json").exists(), (run_dir / "checkpoint.pt").exists()
     if diff == {}:
@@ -59,7 +60,7 @@ def trial_state(config: dict) -> str:
     if not (has_summary or has_checkpoint):
         return "new"  # a run that never reached its first checkpoint: nothing to lose
     if diff is not None and set(diff) == {"steps"} and diff["steps"][0] < diff["steps"][1]:
-        if has_summary and json.loads((run_dir / "summary.json").read_text()).get("diverged"):
+        if has_summary and read_json(run_dir / "summary.json").get("diverged"):
             return "done"
         if has_checkpoint:
             return "resumable"
@@ -72,7 +73,7 @@ def trial_conflict(config: dict) -> str | None:
     if trial_state(config) != "conflict":
         return None
     run_dir = run_dir_of(config)
-    diff = config_differences(json.loads((run_dir / "config.json").read_text()), config)
+    diff = config_differences(read_json(run_dir / "config.json"), config)
     what = ("a config this version cannot read" if diff is None else
             ", ".join(f"{k} {old} → {new}" for k, (old, new) in sorted(diff.items())))
     return f"{run_dir} holds the results of another config ({what})"
