@@ -1,7 +1,6 @@
 """Learning-curve figures (matplotlib, no screen needed)."""
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
@@ -10,6 +9,8 @@ import matplotlib.lines
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ..train.checkpoint import read_records  # noqa: E402
 
 
 def _save(fig, path, tight: bool = True) -> Path:
@@ -41,8 +42,8 @@ def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> Path:
 
 
 def read_metrics(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """A run's metrics records (a torn last line, a write cut by a kill, left out)."""
+    return read_records(Path(run_dir) / "metrics.jsonl")
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "test_metric", ylabel: str = "test MSE",
@@ -299,7 +300,7 @@ def run_figures(run_dir) -> list[Path]:
         written.append(plot_spectrum(records, run_dir / "spectrum.png"))
     grad_norms = run_dir / "grad_norms.jsonl"
     if grad_norms.exists():
-        rows = [json.loads(line) for line in grad_norms.read_text().splitlines() if line]
+        rows = read_records(grad_norms)
         if rows:
             written.append(plot_hidden_gradients(rows, run_dir / "grad_norms.png"))
     return written

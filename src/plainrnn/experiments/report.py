@@ -14,7 +14,10 @@ import json
 import math
 import re
 import statistics
+import sys
 from pathlib import Path
+
+from ..train.checkpoint import read_json, read_records
 
 from .plots import (plot_column_panels, plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels,
                     plot_spectrum_panels, read_metrics)
@@ -63,7 +66,23 @@ def find_runs(paths: list[str]) -> list[Path]:
             runs.extend(sorted((q.parent for q in p.glob("*/summary.json")), key=lambda r: natural_key(r.name)))
     if not runs:
         raise ValueError(f"no runs (folders with summary.json) under {', '.join(paths)}")
-    return runs
+    readable = [run for run in runs if _readable(run)]
+    if not readable:
+        raise ValueError(f"none of the {len(runs)} run(s) under {', '.join(paths)} could be read (see above)")
+    return readable
+
+
+def _readable(run: Path) -> bool:
+    """Whether a run's summary, metrics and config parse; if not, one line names it and it is left out,
+    so one damaged run does not hide the healthy ones beside it."""
+    try:
+        read_json(run / "summary.json")
+        read_records(run / "metrics.jsonl")
+        read_config(run)
+    except (ValueError, OSError) as e:
+        print(f"skipping {run}: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def read_config(run: Path) -> dict:
@@ -165,7 +184,7 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for run in runs:
         config = read_config(run)
-        summary = json.loads((run / "summary.json").read_text())
+        summary = read_json(run / "summary.json")
         g = groups.setdefault(_setting(config), dict(config=config, runs=[], summaries=[]))
         g["runs"].append(run)
         g["summaries"].append(summary)
@@ -212,12 +231,12 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             task_rows = [r for r in rows if r["task"] == task]
             for r in task_rows:
                 # The median run over seeds of each setting, so one axis compares the optimizers.
-                per_run = [(json.loads((Path(d) / "summary.json").read_text())["test_metric"], d) for d in r["run_dirs"]]
+                per_run = [(read_json(Path(d) / "summary.json")["test_metric"], d) for d in r["run_dirs"]]
                 finite = sorted((m, d) for m, d in per_run if math.isfinite(m)) or per_run
                 median_run = Path(finite[len(finite) // 2][1])
                 curves[r["setting"]] = read_metrics(median_run)
                 if (median_run / "grad_norms.jsonl").exists():
-                    grads[r["setting"]] = [json.loads(line) for line in (median_run / "grad_norms.jsonl").open() if line.strip()]
+                    grads[r["setting"]] = read_records(median_run / "grad_norms.jsonl")
             # The 2017 paper's Figs. 2 and 3, one panel per setting, when the runs recorded them.
             if any("sv_mean" in rec for records in curves.values() for rec in records):
                 plot_spectrum_panels(curves, Path(plots_dir) / f"{task}_spectra.png", title=f"{task}: singular values of W")
@@ -336,7 +355,7 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
     varying = {k for k in rest[0] if len({json.dumps(r.get(k)) for r in rest}) > 1}
     values = sorted({c[column] for c in configs.values()}, key=lambda v: (v is None, v))
     for run, config in configs.items():
-        summary = json.loads((run / "summary.json").read_text())
+        summary = read_json(run / "summary.json")
         lower = summary.get("lower_is_better", True)
         row = _label({k: v for k, v in config.items() if k != column}, varying - {column})
         cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower, dirs=[],
@@ -359,7 +378,7 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
                                           for row in rows if (row, v) in cells} for v in values}
             panels = {p: {row: seeds for row, seeds in by_row.items() if seeds} for p, by_row in panels.items()}
             panels = {p: by_row for p, by_row in panels.items() if by_row}  # a column this task never ran
-            summary = json.loads((of_task[0] / "summary.json").read_text())
+            summary = read_json(of_task[0] / "summary.json")
             plot_column_panels(panels, Path(plots_dir) / f"{task}_by_{column}.png",
                                ylabel=f"test {summary.get('metric', 'metric')}", threshold=reach,
                                baseline=summary.get("baseline"), title=f"{task}: {len(rows)} settings by {column}")
