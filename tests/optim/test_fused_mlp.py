@@ -140,3 +140,17 @@ def test_resuming_from_a_state_dict_continues_bit_for_bit(kappa_every):
     _train(resumed, opt2, data, 5)
     for p, q in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
+
+
+def test_lr_multipliers_on_a_bias_alone_agree_between_the_routes(count_fused_steps):
+    """Every parameter at its own group's lr on the fused route too: a bias at 5× (its weight at 1×) and
+    the next layer's weight at 0.2× train exactly as on the unfused route."""
+    factors = {"layers.0.bias": 5.0, "layers.1.weight": 0.2}
+    a = _mlp()
+    b = copy.deepcopy(a)
+    data = _data()
+    _train(a, pr.optim.PathSGD(a, lr=0.05, fused=True, lr_multipliers=factors), data, 5)
+    _train(b, pr.optim.PathSGD(b, lr=0.05, fused=False, lr_multipliers=factors), data, 5)
+    assert len(count_fused_steps) == 5
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)

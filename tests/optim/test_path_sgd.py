@@ -291,11 +291,15 @@ def test_path_sgd_state_loads_with_weights_only_and_resumes_bit_for_bit(make, tm
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
-def test_lr_multipliers_step_the_named_parameters_at_lr_times_their_factor():
+@pytest.mark.parametrize("factors, lrs", [
+    ({"weight_ih_l0": 30.0, "weight_out": 30.0, "bias_l1": 0.5}, [0.005, 0.01, 0.3]),
+    # the rank-one κ (weight_ih_l0, weight_out) take the deferred-column route: the read-out alone at
+    # 30× must get its own group's lr there, not the first group's
+    ({"weight_out": 30.0}, [0.01, 0.3])])
+def test_lr_multipliers_step_the_named_parameters_at_lr_times_their_factor(factors, lrs):
     model, _, grads, before, kappa = _gradients_before_a_step()
-    factors = {"weight_ih_l0": 30.0, "weight_out": 30.0, "bias_l1": 0.5}
     opt = pr.optim.PathSGD(model, lr=0.01, seq_len=7, lr_scale=None, lr_multipliers=factors)
-    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.005, 0.01, 0.3])
+    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx(lrs)
     opt.step()
     for n, p in model.named_parameters():
         lr = 0.01 * factors.get(n, 1.0)

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from plainrnn.optim import StiefelSGD
 from plainrnn.stiefel import cayley_step, orthogonality_error, reorthonormalize_, skew_generator
 
 
@@ -174,3 +175,18 @@ def test_stiefel_sgd_checks_its_arguments_and_keeps_them_as_defaults():
                          (dict(lr=0.1, method="lu"), r"^method must be 'auto' or 'solve', got 'lu'$")]:
         with pytest.raises(ValueError, match=message):
             StiefelSGD([W], **bad)
+
+
+def test_an_explicit_zero_drift_tolerance_is_taken_at_its_word():
+    """tol=0.0 re-orthonormalizes at every check where any drift is left (a float32 Cayley step leaves
+    ~1e-7); the default tol (1e-6 in float32) does not. 0.0 must not fall back to the default."""
+    def reorthonormalized(tol):
+        torch.manual_seed(0)
+        W = torch.nn.Parameter(torch.linalg.qr(torch.randn(16, 16))[0])
+        opt = StiefelSGD([W], lr=0.1, check_every=1, tol=tol)
+        for _ in range(3):
+            W.grad = torch.randn(16, 16)
+            opt.step()
+        return opt.state[W].get("reorthonormalized", 0)
+    assert reorthonormalized(0.0) == 3
+    assert reorthonormalized(None) == 0

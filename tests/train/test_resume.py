@@ -129,3 +129,21 @@ def test_a_finished_run_extended_with_another_eval_cadence_is_the_longer_run(tmp
     extended = resume(short["run_dir"], progress=False)
     assert extended["test_metric"] == longer["test_metric"] and extended["steps"] == 60
     assert [r["step"] for r in _metrics(extended["run_dir"]) if "test_metric" in r] == [15, 30, 40, 60]
+
+
+def test_a_checkpoint_is_replaced_by_a_rename_never_rewritten_in_place(tmp_path):
+    """save_checkpoint writes a new file and renames it over the old one (a new inode): a reader holding
+    the old checkpoint open, or a kill at any moment, sees the old bytes or the new ones, never a mix.
+    Copying into the existing file would keep its inode and change what that reader reads."""
+    import os
+    from plainrnn.train.checkpoint import load_checkpoint, save_checkpoint
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "w": torch.zeros(1000)})
+    old_bytes = path.read_bytes()
+    with open(path, "rb") as reader:
+        inode = os.fstat(reader.fileno()).st_ino
+        save_checkpoint(path, {"step": 2, "w": torch.ones(1000)})
+        assert os.stat(path).st_ino != inode
+        assert reader.read() == old_bytes  # the open reader still sees the whole old checkpoint
+    assert load_checkpoint(path)["step"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
