@@ -6,69 +6,64 @@ kill -9 would: ``FAULT=kind:n`` with kind one of
 - ``checkpoint``: in the middle of the n-th checkpoint's bytes (a torn temporary file);
 - ``replace``: the n-th atomic write complete in its temporary file, just before it replaces the file.
 
-Used by test_fault_injection.py; not part of the library."""
+Used by test_fault_injection.py as a script; importing it does nothing."""
+import io
+import json
 import os
 import signal
 import sys
 
-from plainrnn.train import checkpoint, loop
 
-kind, n = os.environ["FAULT"].split(":")
-n = int(n)
-seen = {"step": 0, "append": 0, "checkpoint": 0, "replace": 0}
+def _install(kind: str, n: int) -> None:
+    from plainrnn.train import checkpoint, loop
+    seen = {"step": 0, "append": 0, "checkpoint": 0, "replace": 0}
+    real_step, real_write, real_save, real_replace = loop.train_step, loop.MetricsLog.write, checkpoint.torch.save, \
+        os.replace
 
+    def due(what):
+        seen[what] += 1
+        return kind == what and seen[what] == n
 
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
 
+    def train_step(*args, **kwargs):
+        if due("step"):
+            die()
+        return real_step(*args, **kwargs)
 
-def count(what):
-    seen[what] += 1
-    return kind == what and seen[what] == n
+    def write(self, record):
+        if due("append"):
+            line = (json.dumps(record) + "\n").encode()
+            with open(self.path, "ab") as f:
+                f.write(line[: len(line) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+            die()
+        return real_write(self, record)
 
-
-real_step, real_write, real_save, real_replace = loop.train_step, loop.MetricsLog.write, checkpoint.torch.save, os.replace
-
-
-def train_step(*args, **kwargs):
-    if count("step"):
-        die()
-    return real_step(*args, **kwargs)
-
-
-def write(self, record):
-    if count("append"):
-        line = (__import__("json").dumps(record) + "\n").encode()
-        with open(self.path, "ab") as f:
-            f.write(line[: len(line) // 2])
+    def save(payload, f, *args, **kwargs):
+        if due("checkpoint"):
+            buffer = io.BytesIO()
+            real_save(payload, buffer)
+            f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
             f.flush()
-            os.fsync(f.fileno())
-        die()
-    return real_write(self, record)
+            die()
+        return real_save(payload, f, *args, **kwargs)
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.basename(str(src)).startswith(".") and due("replace"):
+            die()
+        return real_replace(src, dst, *args, **kwargs)
+
+    loop.train_step = train_step
+    loop.MetricsLog.write = write
+    checkpoint.torch.save = save
+    checkpoint.os.replace = replace
 
 
-def save(payload, f, *args, **kwargs):
-    if count("checkpoint"):
-        import io
-        buffer = io.BytesIO()
-        real_save(payload, buffer)
-        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-        f.flush()
-        die()
-    return real_save(payload, f, *args, **kwargs)
-
-
-def replace(src, dst, *args, **kwargs):
-    if str(os.path.basename(src)).startswith(".") and count("replace"):
-        die()
-    return real_replace(src, dst, *args, **kwargs)
-
-
-loop.train_step = train_step
-loop.MetricsLog.write = write
-checkpoint.torch.save = save
-checkpoint.os.replace = replace
-
-from plainrnn.cli import main  # noqa: E402
-
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    fault_kind, count = os.environ["FAULT"].split(":")
+    _install(fault_kind, int(count))
+    from plainrnn.cli import main
+    sys.exit(main(sys.argv[1:]))
