@@ -78,19 +78,21 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add("--input-scale", "non-recurrent weights from U[-s, s], as in the 2016 paper", d.input_scale,
         type=_number(float, 0, True))
     add("--optimizer", "sgd, momentum (SGD+0.9), adam, adagrad, rmsprop, path-sgd (Path-SGD), "
-        "path-adam (Adam on path-normalized gradients)", d.optimizer, type=_choice(OPTIMIZERS))
+        "path-adam (Adam on path-normalized gradients), invariant-adam (Adam in the path-normalized coordinates "
+        "√κ·w: rescaling-invariant)", d.optimizer, type=_choice(OPTIMIZERS))
     add("--lr", "learning rate, > 0", d.lr, type=_number(float, 0, True))
     add("--momentum", "momentum of --optimizer momentum", d.momentum, type=_number(float, 0))
     add("--kappa2", "Path-SGD with the second-order term κ2 (exact ½∂²γ²/∂p²)", "off", show_default=True,
         action="store_true")
     add("--path-lr-scale", "Path-SGD step scale: path_norm (η·γ²(w0), rescaling-invariant), path_norm_now (η·γ² "
-        "re-estimated at every κ pass, also invariant) or none (raw eq. 8)", d.path_lr_scale,
-        type=_choice(("path_norm", "path_norm_now", "none")))
+        "re-estimated at every κ pass, also invariant) or none (raw eq. 8); invariant-adam: path_norm (η·√γ²(w0)), "
+        "z_rms (η·RMS of √κ·w at w0) or none", d.path_lr_scale,
+        type=_choice(("path_norm", "path_norm_now", "z_rms", "none")))
     add("--path-momentum", "momentum on Path-SGD's path-normalized direction", d.path_momentum,
         type=_number(float, 0))
-    add("--max-path-growth", "Path-SGD's γ² safeguard: a step that raises the path norm γ²_net by more than this "
+    add("--max-path-growth", "Path-SGD's (and invariant-adam's) γ² safeguard: a step that raises the path norm γ²_net by more than this "
         "fraction is undone and retried at half the size (rescaling-invariant)", "off", type=_number(float, 0, True))
-    add("--max-unit-step", "Path-SGD's per-unit trust region ρ: each unit's incoming step is at most ρ times its "
+    add("--max-unit-step", "Path-SGD's (and invariant-adam's) per-unit trust region ρ: each unit's incoming step is at most ρ times its "
         "incoming weights, measured in the κ metric (rescaling-invariant)", "off", type=_number(float, 0, True))
     add("--path-lr-nonrecurrent", "Path-SGD on a plain RNN: lr multiplier of every parameter but the recurrent "
         "matrix (eq. 8 moves the recurrent rows far faster; a fixed factor keeps rescaling invariance)",

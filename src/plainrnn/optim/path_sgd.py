@@ -35,8 +35,9 @@ from torch.optim import Optimizer
 from ..path import divide_, kappa_entries, path_norm
 from ..path.factored import from_plain, to_plain
 from ..path.mlp import mlp_pass
-from ..path.units import row_quadratic, unit_groups
+from ..path.units import unit_groups
 from .fused_mlp import FusedMLPStep, weights_signature
+from .safeguards import backtrack_, limit_unit_steps
 
 
 SCALE_RULES = ("path_norm", "path_norm_now")
@@ -174,7 +175,23 @@ def _model_params(model):
     return params
 
 
-class PathSGD(Optimizer):
+class KappaStateOptimizer(Optimizer):
+    """A torch optimizer that caches each parameter's κ in ``state[param]["kappa"]``: its state_dict
+    stores κ as plain tensors, so it loads with ``weights_only=True``."""
+
+    def state_dict(self):
+        sd = super().state_dict()
+        sd["state"] = {index: {k: to_plain(v) if k == "kappa" else v for k, v in entry.items()}
+                       for index, entry in sd["state"].items()}
+        return sd
+
+    def load_state_dict(self, state_dict):
+        state = {index: {k: from_plain(v) if k == "kappa" else v for k, v in entry.items()}
+                 for index, entry in state_dict.get("state", {}).items()}
+        super().load_state_dict({**state_dict, "state": state})
+
+
+class PathSGD(KappaStateOptimizer):
     """Path-SGD: SGD on path-normalized gradients (eq. 8), optionally with momentum.
 
     Args:
@@ -332,76 +349,19 @@ class PathSGD(Optimizer):
         return loss
 
     def _limit_unit_steps(self, moves, first: dict):
-        """The per-unit trust region (``max_unit_step`` = ρ). For every unit j, with E_j its incoming
-        edges (the rows j of its layer's parameters, :func:`plainrnn.path.units.unit_groups`) and
-        Δ = lr · direction the step:
-
-            r_j = sqrt( Σ_{e∈E_j} κ_e Δ_e² / Σ_{e∈E_j} κ_e w_e² ),     Δ_e ← Δ_e · min(1, ρ / r_j).
-
-        Both sums are invariant under node-wise rescaling edge by edge (κ_e Δ_e² and κ_e w_e² are,
-        because eq. 8's Δ_e scales like w_e), so r_j and the clipped step are too: Theorem 2 holds.
-        A unit without incoming mass (Σ κ_e w_e² = 0) has no scale to compare with and is left alone."""
-        by_name = {self.geometry.names[param]: (param, direction, lr) for param, direction, lr in moves}
-        factors = {}
-        unit_dim = {}
-        for group in self._unit_groups:
-            present = [name for name, _ in group if name in by_name]
-            if not present:
-                continue
-            step = mass = None
-            for name, dim in group:
-                if name not in by_name:
-                    continue
-                param, direction, lr = by_name[name]
-                kappa = self.state[param]["kappa"]
-                unit_dim[name] = dim
-                part_step = row_quadratic(kappa, direction, dim) * (lr * lr)
-                part_mass = row_quadratic(kappa, param, dim)
-                step = part_step if step is None else step + part_step
-                mass = part_mass if mass is None else mass + part_mass
-            ratio = torch.where(mass > 0, step / mass, torch.zeros_like(step)).sqrt()
-            factor = torch.where(ratio > self.max_unit_step, self.max_unit_step / ratio, torch.ones_like(ratio))
-            for name in present:
-                factors[name] = factor
-            first["path_unit_clips"] = (first.get("path_unit_clips") or 0) + int((factor < 1).sum())
-        limited = []
-        for param, direction, lr in moves:
-            factor = factors.get(self.geometry.names[param])
-            if factor is not None and bool((factor < 1).any()):
-                shape = [1] * direction.dim()
-                shape[unit_dim[self.geometry.names[param]]] = -1
-                direction = direction * factor.to(direction.dtype).reshape(shape)  # never in place: may be a buffer
-            limited.append((param, direction, lr))
+        """The per-unit trust region (``max_unit_step``), :func:`plainrnn.optim.safeguards.limit_unit_steps`;
+        its count of limited units lives in the param groups (state_dict)."""
+        limited, clips = limit_unit_steps(moves, lambda param: self.state[param]["kappa"], self.geometry.names,
+                                          self._unit_groups, self.max_unit_step)
+        first["path_unit_clips"] = (first.get("path_unit_clips") or 0) + clips
         for group in self.param_groups:
             group["path_unit_clips"] = first["path_unit_clips"]
         return limited
 
-    def state_dict(self):
-        """As torch.optim's, with κ stored as plain tensors: it loads with ``weights_only=True``."""
-        sd = super().state_dict()
-        sd["state"] = {index: {k: to_plain(v) if k == "kappa" else v for k, v in entry.items()}
-                       for index, entry in sd["state"].items()}
-        return sd
-
-    def load_state_dict(self, state_dict):
-        state = {index: {k: from_plain(v) if k == "kappa" else v for k, v in entry.items()}
-                 for index, entry in state_dict.get("state", {}).items()}
-        super().load_state_dict({**state_dict, "state": state})
-
     def _backtrack(self, before, moves, gamma2_before: float, first: dict) -> None:
-        """The γ² safeguard: while the step raised γ² by more than ``max_path_growth`` (or made it
-        non-finite), redo it from the saved weights at half the size."""
-        limit = (1.0 + self.max_path_growth) * gamma2_before
-        fraction, halvings = 1.0, 0
-        while halvings < self.max_backtracks:
-            gamma2 = self.geometry.gamma2()
-            if math.isfinite(gamma2) and gamma2 <= limit:
-                break
-            fraction, halvings = fraction / 2, halvings + 1
-            for param, saved in before:
-                param.copy_(saved)
-            for param, direction, lr in moves:
-                param.add_(direction, alpha=-lr * fraction)
+        """The γ² safeguard (``max_path_growth``), :func:`plainrnn.optim.safeguards.backtrack_`."""
+        halvings = backtrack_(before, moves, gamma2_before, self.max_path_growth, self.max_backtracks,
+                              self.geometry.gamma2)
         total = (first.get("path_backtracks") or 0) + halvings
         for group in self.param_groups:
             group["path_backtracks"] = total

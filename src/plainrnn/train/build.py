@@ -5,7 +5,7 @@ import torch
 
 from ..nets import LSTM, MLP, ReLURNN, SpectralRNN, init_rnn_
 from ..nets.init import init_recurrent_
-from ..optim import PathNormalized, PathSGD, spectral_optimizer
+from ..optim import InvariantAdam, PathNormalized, PathSGD, spectral_optimizer
 from ..path import unbalance_
 from ..tasks import TaskSpec
 
@@ -76,4 +76,7 @@ def build_optimizer(cfg, model: torch.nn.Module, seq_len: int) -> torch.optim.Op
                        momentum=cfg.path_momentum, lr_multipliers=rebalanced, **path_kw)
     if cfg.optimizer == "path-adam":
         return PathNormalized(torch.optim.Adam, model, lr=lr, **path_kw)
+    if cfg.optimizer == "invariant-adam":
+        return InvariantAdam(model, lr=lr, max_path_growth=cfg.max_path_growth, max_unit_step=cfg.max_unit_step,
+                             **path_kw)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")

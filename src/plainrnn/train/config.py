@@ -9,7 +9,9 @@ from ..nets.init import MLP_INITS, RECURRENT_INITS
 
 MODELS = ("relu", "tanh", "lstm", "spectral", "mlp")
 from ..nets.spectral_rnn import NONLINEARITIES  # the widest list: SpectralRNN's
-OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path-adam")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop", "path-sgd", "path-adam", "invariant-adam")
+PATH_OPTIMIZERS = ("path-sgd", "path-adam", "invariant-adam")  # the ones that read κ
+SAFEGUARDED = ("path-sgd", "invariant-adam")                   # the ones with the trust region and backtracking
 
 
 @dataclass
@@ -130,34 +132,40 @@ class RunConfig:
         need(self.init_scale > 0, "init_scale", "> 0", self.init_scale)
         need(self.input_scale > 0, "input_scale", "> 0", self.input_scale)
         need(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
-        need(self.path_lr_scale in ("path_norm", "path_norm_now", "none"), "path_lr_scale",
-             "path_norm, path_norm_now or none", self.path_lr_scale)
+        need(self.path_lr_scale in ("path_norm", "path_norm_now", "z_rms", "none"), "path_lr_scale",
+             "path_norm, path_norm_now, z_rms (invariant-adam) or none", self.path_lr_scale)
+        if (self.path_lr_scale == "z_rms" and self.optimizer != "invariant-adam") \
+                or (self.path_lr_scale == "path_norm_now" and self.optimizer == "invariant-adam"):
+            raise ValueError(f"path_lr_scale {self.path_lr_scale} is not a scale of optimizer {self.optimizer}: "
+                             "z_rms is invariant-adam's, path_norm_now Path-SGD's")
         need(0 <= self.path_momentum < 1, "path_momentum", "in [0, 1)", self.path_momentum)
         if self.path_momentum and self.optimizer != "path-sgd":
             raise ValueError(f"path_momentum is Path-SGD's momentum; it needs optimizer path-sgd, not {self.optimizer}")
         if not self.bias and self.model not in ("relu", "tanh"):
             raise ValueError(f"bias=false is for the plain RNNs (--model relu or tanh), not {self.model}")
-        if self.optimizer.startswith("path") and self.model in ("lstm", "spectral"):
+        if self.optimizer in PATH_OPTIMIZERS and self.model in ("lstm", "spectral"):
             raise ValueError(f"optimizer {self.optimizer} needs a plain network (--model relu or tanh), not {self.model}")
         need(self.max_path_growth is None or self.max_path_growth > 0, "max_path_growth", "> 0 (or unset)",
              self.max_path_growth)
-        if self.max_path_growth is not None and self.optimizer != "path-sgd":
-            raise ValueError(f"max_path_growth is Path-SGD's safeguard; it needs optimizer path-sgd, not {self.optimizer}")
+        if self.max_path_growth is not None and self.optimizer not in SAFEGUARDED:
+            raise ValueError(f"max_path_growth is Path-SGD's safeguard; it needs optimizer path-sgd or invariant-adam, "
+                             f"not {self.optimizer}")
         need(self.device in ("cpu", "cuda", "auto") or (self.device.startswith("cuda:")
                                                         and self.device[5:].isdigit()),
              "device", "cpu, cuda, cuda:N or auto", self.device)
         need(self.max_unit_step is None or self.max_unit_step > 0, "max_unit_step", "> 0 (or unset)",
              self.max_unit_step)
-        if self.max_unit_step is not None and self.optimizer != "path-sgd":
-            raise ValueError(f"max_unit_step is Path-SGD's trust region; it needs optimizer path-sgd, not {self.optimizer}")
+        if self.max_unit_step is not None and self.optimizer not in SAFEGUARDED:
+            raise ValueError(f"max_unit_step is Path-SGD's trust region; it needs optimizer path-sgd or invariant-adam, "
+                             f"not {self.optimizer}")
         need(math.isfinite(self.path_lr_nonrecurrent) and self.path_lr_nonrecurrent > 0, "path_lr_nonrecurrent", "> 0",
              self.path_lr_nonrecurrent)
         if self.path_lr_nonrecurrent != 1.0 and (self.optimizer != "path-sgd" or self.model != "relu"):
             raise ValueError("path_lr_nonrecurrent rebalances Path-SGD's steps on a plain RNN; it needs optimizer "
                              f"path-sgd and model relu, not {self.optimizer} and {self.model}")
-        if self.kappa2 and not self.optimizer.startswith("path"):
+        if self.kappa2 and self.optimizer not in PATH_OPTIMIZERS:
             # κ2 only enters a path-normalized step; silently ignoring it would mislead a sweep.
-            raise ValueError(f"kappa2 needs optimizer path-sgd or path-adam, not {self.optimizer}")
+            raise ValueError(f"kappa2 needs optimizer path-sgd, path-adam or invariant-adam, not {self.optimizer}")
         return self
 
     def to_dict(self) -> dict:
