@@ -50,7 +50,9 @@ def test_the_adding_study_options_reach_the_model_and_the_optimizer():
     assert opt.geometry.scale_rule == "path_norm_now"
     for bad, message in ((dict(path_momentum=0.9, optimizer="sgd"), "path_momentum is Path-SGD's momentum"),
                          (dict(bias=False, model="lstm"), "bias=false is for the plain RNNs"),
-                         (dict(path_lr_scale="sometimes"), "path_lr_scale must be path_norm, path_norm_now or none")):
+                         (dict(path_lr_scale="sometimes"), "path_lr_scale must be path_norm, path_norm_now, z_rms "
+                          r"\(invariant-adam\) or none"),
+                         (dict(path_lr_scale="z_rms"), "path_lr_scale z_rms is not a scale of optimizer sgd")):
         with pytest.raises(ValueError, match=message):
             RunConfig(**bad).validate()
 

@@ -76,6 +76,20 @@ _TABLE2_ROWS = [
     dict(_B, optimizer="path-adam", lr="1e-3"),                              # ... at Adam's lr (T = 750 diverges at 1e-4)
 ]
 
+# InvariantAdam (Adam in z = √κ·w, Theorem 2 holds) on the adding problem, the adding study's protocol:
+# T = 100, 3 seeds (4–6: seeds the adding study did not use), one change at a time. Its first step at
+# η = 1e-3 moves the recurrent matrix by up to 2.4 (optim/invariant_adam.py), so the grid starts lower;
+# then the per-unit trust region, the invariant safeguard that helped Path-SGD most, and its controls.
+_INVARIANT_ADAM_CASES = [
+    dict(optimizer="invariant-adam", lr="1e-5"),
+    dict(optimizer="invariant-adam", lr="1e-6"),
+    dict(optimizer="invariant-adam", lr="1e-4"),
+    dict(optimizer="invariant-adam", lr="1e-4", max_unit_step=0.01),
+    dict(optimizer="invariant-adam", lr="1e-5", path_lr_scale="z_rms"),
+    dict(optimizer="adam", lr="1e-3", clip=1.0),                      # the controls, on the same seeds
+    dict(optimizer="path-sgd", lr="1e-2", max_unit_step=0.01),
+]
+
 # Table 2 at the IRNN protocol's likely budget (10⁶ steps, T = 100): the best invariant option and B.
 _TABLE2_LONG = [dict(optimizer="path-sgd", lr="1e-2", max_unit_step=0.01, seq_len=100), dict(_B, seq_len=100)]
 
@@ -187,6 +201,12 @@ RECIPES: dict[str, dict] = {
                  # from the paper's text) for the rows that were still falling at 100k: T = 100 only
                  "long": dict(steps=1_000_000, eval_every=2500, grid=_TABLE2_LONG)},
         paper="test MSE×100 at T=100/400/750: IRNN 0/16.7/16.7, LSTM 0/2/16.7, RNN-Path 0/0/0"),
+    # InvariantAdam against Adam and the trust region at T = 100 (docs/results.md "InvariantAdam").
+    "invariant-adam-study": dict(base=dict(_ADDING, clip=None, seed=4, steps=100_000, eval_every=1000),
+                                 grid=_INVARIANT_ADAM_CASES, seeds=3,
+                                 budgets={"cpu": dict(steps=20_000, eval_every=500),
+                                          "full": dict(steps=100_000, eval_every=1000)},
+                                 paper="an invariant optimizer that solves adding T = 100 within twice Adam's steps"),
     # Issue 11: every hypothesis on T = 100, 3 seeds, one budget (cpu: 20k steps; full: the 100k of Table 2).
     "adding-study": dict(base=dict(_ADDING, clip=None, steps=100_000, eval_every=1000), grid=_ADDING_STUDY_CASES,
                          seeds=3, budgets={"cpu": dict(steps=20_000, eval_every=500),
