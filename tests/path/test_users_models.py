@@ -252,8 +252,9 @@ def test_a_layer_called_twice_is_refused_with_second_order():
 
 
 @pytest.mark.parametrize("body, op, why", [
-    (lambda self, x: F.max_pool1d(self.fc(x), 2), "max_pool1d", "is not a sum of path products"),
-    (lambda self, x: torch.tanh(self.fc(x)), "tanh", "is not a sum of path products"),
+    (lambda self, x: F.max_pool1d(self.fc(x), 2), "max_pool1d", "is not a sum of path products (the largest input of a window is not a sum of paths): use average pooling"),
+    (lambda self, x: F.layer_norm(self.fc(x), (4,)), "layer_norm", "is not a sum of path products (it divides by a statistic"),
+    (lambda self, x: torch.tanh(self.fc(x)), "tanh", "is not a sum of path products (the units of a ReLU network are piecewise linear): use relu"),
     (lambda self, x: self.fc(x) * self.fc(x), "mul", "multiplies two activations"),
     (lambda self, x: x @ (self.fc.weight.t() @ self.fc.weight), "matmul", "computes a weight from the parameter fc.weight"),
     (lambda self, x: self.fc(x).data, ".data", "leaves autograd's graph"),
@@ -287,7 +288,8 @@ def test_the_refusal_names_the_users_line_word_for_word():
     with pytest.raises(TypeError) as caught:
         pr.path.kappa(Net(), example_input=torch.zeros(1, 1, 4))
     assert str(caught.value) == (
-        f"max_pool1d at tests/path/test_users_models.py:{line} is not a sum of path products; the path geometry "
+        f"max_pool1d at tests/path/test_users_models.py:{line} is not a sum of path products (the largest input of "
+        "a window is not a sum of paths): use average pooling; the path geometry "
         "accepts linear maps and convolutions (F.linear, conv, matmul with a parameter), ReLU, average pooling, "
         "dropout, embedding, sums and means, adding or scaling by constants, reshaping, indexing and concatenation, "
         "nn.RNN(relu), and a final log_softmax/softmax (docs/own_model.md)")
@@ -381,3 +383,14 @@ def test_a_2d_average_pool_with_padding_and_partial_windows_divides_each_window_
     expected = (w.square() @ edges.square().sum(1)).sum() + b.square().sum()
     torch.testing.assert_close(pr.path.path_norm(net, example_input=torch.zeros(1, 1, 5, 5)), expected,
                                rtol=1e-13, atol=0)
+
+
+def test_a_final_log_softmax_module_is_the_functional_one():
+    """nn.LogSoftmax at the end of an nn.Sequential: the geometry of the logits, as F.log_softmax."""
+    torch.manual_seed(0)
+    logits = _randomize(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))
+    with_module = nn.Sequential(*logits, nn.LogSoftmax(dim=-1))
+    a = pr.path.kappa(logits, example_input=torch.zeros(1, 3))
+    b = pr.path.kappa(with_module, example_input=torch.zeros(1, 3))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-13, atol=0)

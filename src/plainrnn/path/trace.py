@@ -64,6 +64,15 @@ _PRODUCTS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv"}
 _AVG_POOLS = {"avg_pool1d": 1, "avg_pool2d": 2, "avg_pool3d": 3}
 _ADAPTIVE_POOLS = {"adaptive_avg_pool1d": 1, "adaptive_avg_pool2d": 2, "adaptive_avg_pool3d": 3}
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+# What to write instead, for the ops people reach for most often.
+_POOL_HINT = " (the largest input of a window is not a sum of paths): use average pooling"
+_UNIT_HINT = " (the units of a ReLU network are piecewise linear): use relu"
+_HINTS = {**{f"max_pool{d}d": _POOL_HINT for d in (1, 2, 3)}, **{f"adaptive_max_pool{d}d": _POOL_HINT for d in (1, 2, 3)},
+          **{op: _UNIT_HINT for op in ("tanh", "sigmoid", "gelu", "silu", "elu", "selu", "leaky_relu", "softplus",
+                                      "hardtanh", "relu6", "mish", "hardswish", "hardsigmoid", "prelu", "celu")},
+          **{op: " (it divides by a statistic of the activations): leave the normalization out of a model trained "
+                 "with the path geometry" for op in ("batch_norm", "layer_norm", "group_norm", "instance_norm",
+                                                      "rms_norm", "normalize")}}
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 SUPPORTED_OPS = ("linear maps and convolutions (F.linear, conv, matmul with a parameter), ReLU, average pooling, "
@@ -216,7 +225,7 @@ class SquaredPass(TorchFunctionMode):
             if mode == "constant" and not value:
                 return self.mark(func(*args, **kwargs), ACTIVATION)  # zeros: no path
             self.refuse(f"pad(mode={mode!r}, value={value!r})", "is not zero padding")
-        self.refuse(name, "is not a sum of path products")
+        self.refuse(name, "is not a sum of path products" + _HINTS.get(name.rstrip("_"), ""))
 
     def _constant_squared(self, value):
         """A constant edge weight or bias, squared (a number or a constant tensor)."""
