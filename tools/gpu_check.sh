@@ -6,20 +6,21 @@
 # (start-up included). Everything it prints also goes to ${OUT:-.}/gpu_check.txt. About 3 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"  # the image's python3 holds torch; PYTHON=.venv/bin/python runs it here
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1
 out="${OUT:-.}/gpu_check.txt"
 runs="$(mktemp -d)"
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "nvidia-smi: not found"
-  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'sees', torch.cuda.device_count(), 'GPU(s)')"
-  python3 -m pytest -q -p no:cacheprovider -o addopts="" -rs tests/cuda tests/train/test_device.py 2>&1 | tail -20
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'sees', torch.cuda.device_count(), 'GPU(s)')"
+  "$PY" -m pytest -q -p no:cacheprovider -o addopts="" -rs tests/cuda tests/train/test_device.py 2>&1 | tail -20
   for optimizer in path-sgd invariant-adam adam; do
     for device in cpu cuda; do
       start=$(date +%s.%N)
-      python3 -m plainrnn.cli train --device "$device" --task adding --seq-len 100 --steps 200 --eval-every 200 \
+      "$PY" -m plainrnn.cli train --device "$device" --task adding --seq-len 100 --steps 200 --eval-every 200 \
         --optimizer "$optimizer" --lr 1e-5 --out "$runs" --name "$device-$optimizer" --quiet 2>&1 | tail -1
-      python3 -c "print('$device $optimizer: 200 steps at T = 100, %.1f s with start-up' % ($(date +%s.%N) - $start))"
+      "$PY" -c "print('$device $optimizer: 200 steps at T = 100, %.1f s with start-up' % ($(date +%s.%N) - $start))"
     done
   done
 } 2>&1 | tee "$out"

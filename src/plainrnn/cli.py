@@ -186,8 +186,11 @@ def _cmd_sweep(args) -> int:
                        address=args.address, name=args.name, progress=not args.quiet, extend=args.extend_from)
     _say_extended(result, args.extend_from)
     print(result["table"])
-    print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
-          f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
+    if result["selected"].get("setting") is not None:
+        print(f"\nselected on the validation metric: {result['selected']['setting']} → test "
+              f"{result['selected']['test_metric']:.6g}; trials in {result['dir']}")
+    else:
+        print(f"\nno trial finished; trials in {result['dir']}")
     _say_busy(result)
     return _say_failed(result)
 
@@ -200,7 +203,12 @@ def _say_extended(result: dict, source) -> None:
 
 
 def _say_failed(result: dict) -> int:
-    """Failed trials, each with its reason on one line; the exit status 1 says the sweep is not whole."""
+    """Failed trials, each with its reason on one line; the exit status 1 says the sweep is not whole
+    (130 when Ctrl-C stopped it: the table above is what finished)."""
+    if result.get("interrupted"):
+        print(f"interrupted: {result['interrupted']} trial(s) not run or stopped at a checkpoint; the same command "
+              "continues them", file=sys.stderr)
+        return 130
     failed = [r for r in result["results"] if r.get("status") == "failed"]
     for r in failed:
         print(f"failed: {r['run_dir']}: {r.get('error', 'no reason recorded')}", file=sys.stderr)

@@ -104,3 +104,65 @@ def test_a_name_that_leaves_the_output_folder_is_refused(tmp_path, capsys, name)
         f"plainrnn train: error: name must be a folder name inside out ({tmp_path / 'runs'}), without '/', '\\' or a "
         f"leading '.', got {name!r}")
     assert not any(tmp_path.rglob("config.json"))
+
+
+def test_ctrl_c_on_a_sweep_stops_the_queue_checkpoints_the_running_trial_and_prints_the_table(tmp_path):
+    """SIGINT to the sweep's process once its first trial has evaluated: no queued trial trains to its
+    end, the running one checkpoints, the table of what finished is printed, and the exit status is 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    (tmp_path / "long.yaml").write_text("task: adding\nseq_len: 8\nsteps: 1000000\neval_every: 200\nhidden: 4\n"
+                                        f"out: {tmp_path / 'runs'}\n")
+    process = subprocess.Popen([sys.executable, "-m", "plainrnn.cli", "sweep", str(tmp_path / "long.yaml"),
+                                "--grid", "lr=1e-3,1e-2,1e-4", "--workers", "1", "--name", "s", "--quiet"],
+                               env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "s" / "lr-1e-3-s0" / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted: 3 trial(s) not run or stopped at a checkpoint; the same command continues them" in err
+    assert "| setting |" in out and "Traceback" not in err
+    assert (metrics.parent / "checkpoint.pt").exists() and not (metrics.parent / "summary.json").exists()
+    assert not (tmp_path / "runs" / "s" / "lr-1e-4-s0").exists()  # the queued trial never started
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_to_the_numbers_of_one_never_stopped(tmp_path, capsys):
+    """ENOSPC from the metrics writer at the second evaluation: one line naming the file and what to do,
+    the checkpoint of the first evaluation intact; --resume then ends with an uninterrupted run's metrics."""
+    import errno
+    from plainrnn.train import loop
+    real, calls = loop.MetricsLog.write, []
+
+    def full_at_the_second(self, record):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real(self, record)
+    with mock.patch.object(loop.MetricsLog, "write", full_at_the_second):
+        assert _train(tmp_path) == 2
+    run_dir = tmp_path / "runs" / RUN
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"plainrnn train: error: {run_dir / 'metrics.jsonl'}: No space left on device; free some space, "
+                   "then continue with --resume RUN_DIR (the last checkpoint is intact)"]
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    assert _train(tmp_path, "--name", "whole") == 0
+    rows = lambda d: [{k: v for k, v in json.loads(line).items() if k != "wall_s"}  # noqa: E731
+                      for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows(run_dir) == rows(tmp_path / "runs" / "whole")
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path, capsys):
+    import errno
+    with mock.patch("plainrnn.train.lock.Path.mkdir",
+                    side_effect=OSError(errno.EACCES, "Permission denied", str(tmp_path / "runs"))):
+        assert _train(tmp_path) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"plainrnn train: error: {tmp_path / 'runs'}: Permission denied; choose a folder you can write (--out, "
+        "--data-dir)"]

@@ -285,16 +285,42 @@ def _run_local(trials, workers, progress):
                                 initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_trial, t["config"], threads): i for i, t in enumerate(trials)}
         bar = tqdm(total=len(trials), desc="sweep", disable=not progress or None, leave=False)
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            try:
-                results[i] = fut.result()
-            except Exception as e:  # noqa: BLE001 – a worker that died (e.g. killed) fails only its trial
-                results[i] = dict(status="failed", error=f"{e.__class__.__name__}: {e}", diverged=False,
-                                  test_metric=math.nan, valid_metric=math.nan, wall_s=0.0)
-            bar.update()
+        try:
+            for fut in cf.as_completed(futures):
+                results[futures[fut]] = _outcome(fut)
+                bar.update()
+        except KeyboardInterrupt:  # Ctrl-C: no queued trial starts; a running one checkpoints and stops
+            _interrupt(pool, futures)
+            for fut, i in futures.items():
+                results[i] = _outcome(fut) if fut.done() and not fut.cancelled() else None
         bar.close()
-    return results
+    return [r if r is not None else dict(status="interrupted", diverged=False, test_metric=math.nan,
+                                         valid_metric=math.nan, wall_s=0.0) for r in results]
+
+
+def _outcome(fut) -> dict | None:
+    try:
+        return fut.result()
+    except KeyboardInterrupt:  # the trial stopped at Ctrl-C, after a checkpoint: rerun to continue it
+        return None
+    except Exception as e:  # noqa: BLE001 – a worker that died (e.g. killed) fails only its trial
+        return dict(status="failed", error=f"{e.__class__.__name__}: {e}", diverged=False,
+                    test_metric=math.nan, valid_metric=math.nan, wall_s=0.0)
+
+
+def _interrupt(pool, futures) -> None:
+    """Cancel the queued trials, pass the Ctrl-C on to the running ones (a terminal's Ctrl-C reached
+    them already; a `kill -INT` of this process alone did not), and wait for them to checkpoint."""
+    import signal
+    for fut in futures:
+        fut.cancel()  # the pool hands a worker one trial ahead, which no longer cancels: the loop stops it
+    while not all(f.done() for f in futures):
+        for process in list(getattr(pool, "_processes", {}).values()):
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except (ProcessLookupError, OSError):
+                pass
+        cf.wait([f for f in futures if not f.done()], timeout=2)
 
 
 def ray_auth_environment(address: str | None) -> dict[str, str]:
@@ -357,7 +383,7 @@ def _run_ray(trials, address, progress):
 def summarize(trials: list[dict], results: list[dict]) -> tuple[list[dict], dict]:
     rows: dict[str, dict] = {}
     for trial, res in zip(trials, results):
-        if res.get("status") == "busy":  # being trained by another process: not a result yet
+        if res.get("status") in ("busy", "interrupted"):  # trained by another process, or stopped: not a result yet
             continue
         row = rows.setdefault(trial["setting"], dict(setting=trial["setting"], trials=0, diverged=0, failed=0,
                                                      valid=[], test=[], wall=[]))
@@ -434,4 +460,5 @@ def run_sweep(base: RunConfig, grid: dict, seeds: int = 1, backend: str = "local
     (sweep_dir / "table.md").write_text(markdown(table) + "\n")
     (sweep_dir / "selected.json").write_text(json.dumps(selected, indent=2) + "\n")
     return dict(table=markdown(table), rows=table, selected=selected, dir=str(sweep_dir), results=results,
-                extended=[str(d) for d in extended])
+                extended=[str(d) for d in extended],
+                interrupted=sum(r.get("status") == "interrupted" for r in results))
