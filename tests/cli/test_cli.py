@@ -17,7 +17,7 @@ from plainrnn.cli import main
     (["--hidden", "ten"], "argument --hidden: must be an integer, got 'ten'"),
     (["--model", "lstm", "--optimizer", "path-sgd"], "needs a plain network"),
     (["--nonlinearity", "oplu"], "needs --model spectral"),
-    (["--kappa2", "--optimizer", "sgd"], "kappa2 needs optimizer path-sgd or path-adam"),
+    (["--kappa2", "--optimizer", "sgd"], "kappa2 needs optimizer path-sgd, path-adam or invariant-adam"),
     (["--path-lr-nonrecurrent", "30", "--optimizer", "adam"], "path_lr_nonrecurrent rebalances Path-SGD's steps"),
     (["--path-lr-nonrecurrent", "0"], "argument --path-lr-nonrecurrent: must be > 0"),
 ])
