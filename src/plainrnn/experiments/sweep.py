@@ -319,7 +319,7 @@ def _interrupt(pool, futures) -> None:
             try:
                 os.kill(process.pid, signal.SIGINT)
             except (ProcessLookupError, OSError):
-                pass
+                pass  # that worker has just exited: nothing left to stop
         cf.wait([f for f in futures if not f.done()], timeout=2)
 
 
