@@ -166,3 +166,38 @@ def test_an_unwritable_output_folder_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"plainrnn train: error: {tmp_path / 'runs'}: Permission denied; choose a folder you can write (--out, "
         "--data-dir)"]
+
+
+def test_extending_a_finished_run_on_a_full_disk_keeps_its_summary_and_report_skips_it_until_done(tmp_path, capsys):
+    """The extension's first write fails (ENOSPC): the finished run's summary, metrics and checkpoint are
+    all still there, byte for byte; report says in one line that the run is being extended; the same
+    --resume then ends the longer run with its own summary."""
+    import errno
+    from plainrnn.train import loop
+    assert _train(tmp_path) == 0
+    run_dir = tmp_path / "runs" / RUN
+    kept = {name: digest for name, digest in _fingerprint(run_dir).items() if not name.startswith("config")}
+    with mock.patch.object(loop.MetricsLog, "write",
+                           side_effect=OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.jsonl"))):
+        assert main(["train", "--resume", str(run_dir), "--steps", "80", "--quiet"]) == 2
+    after = _fingerprint(run_dir)
+    assert {name: after.get(name) for name in kept} == kept
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs")]) == 2  # its only run is being extended: no table
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"skipping {run_dir}: being extended (its summary covers step 40 of 80)")
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 80
+
+
+def test_train_and_sweep_say_where_they_write_resolved(tmp_path, capsys, monkeypatch):
+    """A relative out (a shared config's `out: ../x`) is printed resolved before anything trains."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["train", "--task", "adding", "--seq-len", "6", "--hidden", "4", "--steps", "2", "--eval-every", "2",
+                 "--out", "../elsewhere"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"run directory: {tmp_path / 'elsewhere' / 'adding-T6-relu-identity-sgd-lr0.001-s0'}")
+    assert main(["sweep", "--set", "task=adding", "--set", "seq_len=6", "--set", "hidden=4", "--set", "steps=2",
+                 "--set", "eval_every=2", "--set", "out=../swept", "--grid", "lr=1e-2", "--workers", "1"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == f"sweep directory: {tmp_path / 'swept' / 'sweep'}"

@@ -137,7 +137,7 @@ def test_the_checkpoint_is_taken_before_the_metrics_so_a_resume_never_skips_a_li
     reach the published checkpoint's step (a resume keeps the lines up to it and recomputes the rest)."""
     import torch
 
-    import plainrnn.experiments.publish as pub
+    import plainrnn.train.rundir as owner
     cut = _cut_run(tmp_path / "runs", at_evaluation=3)  # checkpoint and metrics at step 4
     evaluated = []
 
@@ -156,8 +156,8 @@ def test_the_checkpoint_is_taken_before_the_metrics_so_a_resume_never_skips_a_li
             the_run_evaluates_step_6()
             return out
         return wrapped
-    monkeypatch.setattr(pub, "_copy_whole", after(pub._copy_whole))
-    monkeypatch.setattr(pub, "_whole_lines", after(pub._whole_lines))
+    monkeypatch.setattr(owner, "_copy_whole", after(owner._copy_whole))
+    monkeypatch.setattr(owner, "_whole_lines", after(owner._whole_lines))
     publish(cut.parent, tmp_path / "results", checkpoints=True)
     assert evaluated
     ckpt_step = torch.load(tmp_path / "results" / cut.name / "checkpoint.pt", weights_only=False)["step"]

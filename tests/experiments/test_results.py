@@ -20,3 +20,13 @@ def test_each_committed_experiment_regenerates_its_table_and_figures(experiment,
     rows = json.loads(report([str(experiment)], fmt="json", plots_dir=str(tmp_path)))
     assert sum(r["runs"] for r in rows) == len(runs)
     assert list(tmp_path.glob("*_learning_curves.png"))
+
+
+def test_the_demos_findings_are_the_results_pages():
+    """The adding study's findings are one file, which `plainrnn demo` prints and docs/results.md shows
+    between its findings markers: the two never drift apart."""
+    from plainrnn.experiments.demo import FINDINGS_FILE
+    page = (RESULTS.parent / "docs" / "results.md").read_text()
+    start = page.index("<!-- findings: src/plainrnn/experiments/findings/adding_study.md")
+    block = page[page.index("-->\n", start) + 4:page.index("\n<!-- /findings -->", start)]
+    assert block == FINDINGS_FILE.read_text().rstrip("\n")

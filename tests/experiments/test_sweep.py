@@ -113,7 +113,7 @@ def isolated_ray(tmp_path, monkeypatch):
 @pytest.mark.parametrize("scenario", ["token file from an earlier local run", "RAY_AUTH_TOKEN, auth mode token"])
 def test_ray_backend_reaches_a_token_authenticated_cluster(tmp_path, isolated_ray, monkeypatch, scenario):
     """Ray 2.59+ starts clusters with token authentication; a client that connects by address must use
-    the token too (issue 17). Either the token file that a local Ray run leaves in ~/.ray, with a plain
+    the token too. Either the token file that a local Ray run leaves in ~/.ray, with a plain
     `ray start`, or a token in the environment with RAY_AUTH_MODE=token on the cluster as Ray
     documents. Either way the sweep gives the local table."""
     home, start = isolated_ray
@@ -415,8 +415,9 @@ def test_report_gives_the_test_metric_at_the_best_validation_point(tmp_path):
     md = report([str(tmp_path)], at_best_valid=True)
     assert md.splitlines()[0].endswith("| test at best valid (median) |") and md.splitlines()[2].endswith("| 1.2 |")
     assert "test at best valid" not in report([str(tmp_path)])
-    from plainrnn.experiments.report import test_at_best_valid
-    assert test_at_best_valid(tmp_path / "a0", True) == 2.2 and test_at_best_valid(tmp_path / "a2", False) == 3.0
+    from plainrnn.experiments.report import best_valid_record
+    assert best_valid_record(tmp_path / "a0", True)["test_metric"] == 2.2
+    assert best_valid_record(tmp_path / "a2", False)["test_metric"] == 3.0
 
 
 def test_report_plots_accuracies_on_a_linear_axis_and_losses_on_a_log_one(tmp_path, monkeypatch):

@@ -54,16 +54,22 @@ def test_more_steps_extend_the_finished_runs_to_the_numbers_of_runs_made_that_lo
 
 
 def test_an_extension_cut_short_is_resumable_not_done_with_the_shorter_runs_summary(tmp_path):
+    """The finished 4-step run's summary stays until the 8-step run writes its own (nothing of a finished
+    run is removed before its replacement is complete), yet the trial reads as resumable, not done."""
     grid = parse_grid(["lr=1e-2"])
     run_sweep(_base(tmp_path, "steps=4"), grid, workers=1, name="s", progress=False)
+    before = (tmp_path / "s" / "lr-1e-2-s0" / "summary.json").read_bytes()
     longer = _base(tmp_path, "steps=8")
     (trial,) = build_trials(longer, grid, 1, tmp_path / "s")
     with mock.patch("plainrnn.train.loop.evaluate", side_effect=KeyboardInterrupt):  # killed at its next evaluation
         with pytest.raises(KeyboardInterrupt):
             from plainrnn.experiments.sweep import run_trial
             run_trial(trial["config"])
-    assert not (tmp_path / "s" / "lr-1e-2-s0" / "summary.json").exists()
+    assert (tmp_path / "s" / "lr-1e-2-s0" / "summary.json").read_bytes() == before
     assert trial_state(trial["config"]) == "resumable"
+    resumed = run_trial(trial["config"])
+    assert resumed["status"] == "resumed" and resumed["steps"] == 8
+    assert json.loads((tmp_path / "s" / "lr-1e-2-s0" / "summary.json").read_text())["steps"] == 8
 
 
 def test_a_diverged_run_stays_done_when_more_steps_are_asked(tmp_path):

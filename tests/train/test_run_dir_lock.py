@@ -12,14 +12,14 @@ import pytest
 from plainrnn.experiments.sweep import parse_grid, run_sweep, trial_holder, build_trials
 from plainrnn.train import RunConfig, train
 from plainrnn.train.config import load_config, parse_overrides
-from plainrnn.train.lock import RunDirBusy, hold_run_dir, run_dir_holder
+from plainrnn.train.rundir import RunDirBusy, hold_run_dir, run_dir_holder
 
 
 def _holder(run_dir):
     """Another process that holds ``run_dir`` until it is killed; returns once it holds it."""
     code = textwrap.dedent(f"""
         import sys, time
-        from plainrnn.train.lock import hold_run_dir
+        from plainrnn.train.rundir import hold_run_dir
         with hold_run_dir({str(run_dir)!r}):
             print("held", flush=True)
             time.sleep(600)
@@ -46,7 +46,7 @@ def test_a_held_run_directory_refuses_a_second_trainer_until_its_holder_dies(tmp
 
 
 def _holder_seen_from_another_process(run_dir):
-    code = f"from plainrnn.train.lock import run_dir_holder; print(run_dir_holder({str(run_dir)!r}))"
+    code = f"from plainrnn.train.rundir import run_dir_holder; print(run_dir_holder({str(run_dir)!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 

@@ -33,43 +33,13 @@ from typing import Callable
 
 import torch
 
-from ..nets import MLP, ReLURNN, SpectralRNN
-from ..optim import PathNormalized, PathSGD, spectral_optimizer
-from ..path import unbalance_
-from ..tasks import copy_batch
+from ..nets import ReLURNN
+from ..optim import PathSGD
+from .bench_cases import BENCH, _ce, _path_sgd_shapes, _rnn_step
 
-# key: (target, what it measures). The paper's own figures are in docs/performance.md.
-TARGETS = {
-    "path_sgd_overhead": (1.10, "PathSGD (κ1) step / SGD step, ReLURNN H=100 T=784 B=100, 1 in, 10 out"),
-    "path_adam_overhead": (1.10, "PathNormalized(Adam) step / Adam step, same shapes"),
-    "path_sgd_safeguard_overhead": (1.05, "PathSGD(max_path_growth=0.1) step / PathSGD step, ReLURNN H=100 T=100 "
-                                          "B=50 (the adding problem's shapes)"),
-    "path_sgd_unit_step_overhead": (1.05, "PathSGD(max_unit_step=0.01) step / PathSGD step, the adding "
-                                          "problem's shapes (H=100 T=100 B=50)"),
-    "kappa2_overhead": (3.0, "PathSGD with κ2 step / SGD step, H=100 T=100 B=50"),
-    "cayley_overhead_128": (1.10, "SpectralRNN + geodesic steps / plain RNN + SGD, copy T=100, B=50, H=128"),
-    "cayley_overhead_500": (1.20, "same, H=500"),
-    "cayley_overhead_1000": (1.30, "same, H=1000"),
-    # The geodesic steps above take the Neumann-series route, exact to rounding at the paper's lr 1e-6;
-    # these force one LU solve per step (what a large geodesic lr needs), against the same targets.
-    "cayley_solve_overhead_128": (1.10, "as cayley_overhead_128, every geodesic step an LU solve"),
-    "cayley_solve_overhead_500": (1.20, "as cayley_overhead_500, every geodesic step an LU solve"),
-    "cayley_solve_overhead_1000": (1.30, "as cayley_overhead_1000, every geodesic step an LU solve"),
-    "relurnn_vs_torch": (1.05, "ReLURNN fwd+bwd / torch.nn.RNN(relu)+Linear fwd+bwd, H=100 T=784 B=100"),
-    "mlp_path_sgd_overhead": (1.05, "PathSGD step / SGD step, MLP 784-4000-4000-10, B=100"),
-    "mlp_path_sgd_kappa_every_10_overhead": (1.05, "as mlp_path_sgd_overhead, κ recomputed every 10 steps"),
-    # The headline MLP row takes the fused C++ step; this one forces the torch-ops route it replaces.
-    "mlp_path_sgd_unfused_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD(fused=False)"),
-    "mlp_path_sgd_unbalanced_overhead": (1.05, "as mlp_path_sgd_overhead, PathSGD on the 2015 paper's unbalanced "
-                                               "init (the wide float64-factor route) / SGD on the balanced one"),
-    # The copy task as the 2017 paper runs it (no transition nonlinearity): the custom recurrence
-    # (plainrnn.nets.recurrence) against the fused tanh kernel, a full training step with geodesic steps.
-    "spectral_none_vs_tanh": (1.20, "SpectralRNN(nonlinearity='none') step / the same with tanh (fused kernel), "
-                                    "copy T=220, B=50, H=128"),
-    "spectral_oplu_vs_tanh": (1.20, "as spectral_none_vs_tanh with OPLU"),
-    "spectral_prelu_vs_tanh": (1.20, "as spectral_none_vs_tanh with a learnable PReLU"),
-    "path_sgd_peak_memory": (1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes"),
-}
+# The cases' targets and descriptions, and their builders, come from the one registry of bench_cases.
+TARGETS = {key: (case.target, case.what) for key, case in BENCH.items()}
+CASES = {key: case.build for key, case in BENCH.items() if case.build is not None}
 
 
 # Cases whose side "ours" does the baseline's work and more (the same step, plus κ, a check, a geodesic
@@ -156,161 +126,6 @@ def _time_pair(ours: Callable, base: Callable, repeats: int, warmup: int = 1, mi
             sink.append(timed(fn))
         r += 1
     return t_ours, t_base
-
-
-def _rnn_step(model, optimizer, x, y, loss_fn):
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-    return step
-
-
-def _ce(out, y):
-    return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-
-
-def _rnn_pair(H, T, B, ours_opt: Callable, base_opt: Callable, inputs=1, outputs=10):
-    torch.manual_seed(0)
-    a = ReLURNN(inputs, H, outputs)
-    b = ReLURNN(inputs, H, outputs)
-    b.load_state_dict(a.state_dict())
-    x, y = torch.rand(B, T, inputs), torch.randint(outputs, (B,))
-    return _rnn_step(a, ours_opt(a, T), x, y, _ce), _rnn_step(b, base_opt(b), x, y, _ce)
-
-
-def _path_sgd_shapes(quick):
-    """H, T, B of the path_sgd_overhead case (ReLURNN, 1 input, 10 outputs)."""
-    return (50, 50, 10) if quick else (100, 784, 100)
-
-
-def case_path_sgd(quick):
-    H, T, B = _path_sgd_shapes(quick)
-    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T),
-                     lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
-
-
-def case_path_adam(quick):
-    H, T, B = _path_sgd_shapes(quick)
-    return _rnn_pair(H, T, B, lambda m, T: PathNormalized(torch.optim.Adam, m, seq_len=T, lr=1e-4),
-                     lambda m: torch.optim.Adam(m.parameters(), lr=1e-4))
-
-
-def case_path_sgd_safeguard(quick):
-    # The adding problem's shapes, where the safeguard is meant to run; lr small enough that no step is
-    # undone, so the row times the check itself: the saved weights, and the next step's κ pass run early.
-    H, T, B = (50, 30, 10) if quick else (100, 100, 50)
-    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, max_path_growth=0.1),
-                     lambda m: PathSGD(m, lr=1e-4, seq_len=T))
-
-
-def case_path_sgd_unit_step(quick):
-    # Ours at an lr where units are limited at every step, so the row times the limiting itself; the
-    # baseline at one small enough to stay finite (an exploded run would time arithmetic on inf).
-    H, T, B = (50, 30, 10) if quick else (100, 100, 50)
-    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-1, seq_len=T, max_unit_step=0.01),
-                     lambda m: PathSGD(m, lr=1e-4, seq_len=T))
-
-
-def case_kappa2(quick):
-    H, T, B = (50, 30, 10) if quick else (100, 100, 50)
-    return _rnn_pair(H, T, B, lambda m, T: PathSGD(m, lr=1e-4, seq_len=T, second_order=True),
-                     lambda m: torch.optim.SGD(m.parameters(), lr=1e-4))
-
-
-def case_cayley(H_full, method="auto"):
-    def build(quick):
-        T, B = (20, 10) if quick else (100, 50)
-        H = H_full // 8 if quick else H_full  # --quick checks the harness, not the numbers
-        torch.manual_seed(0)
-        x, y = copy_batch(B, T)
-        spectral = SpectralRNN(10, H, 9, margin=0.1, nonlinearity="relu", output="all")
-        plain = ReLURNN(10, H, 9, output="all")
-        ours = _rnn_step(spectral, spectral_optimizer(spectral, lr=1e-4, orth_lr=1e-6, orth_method=method,
-                                                      optimizer_cls=torch.optim.SGD), x, y, _ce)
-        base = _rnn_step(plain, torch.optim.SGD(plain.parameters(), lr=1e-4), x, y, _ce)
-        return ours, base
-    return build
-
-
-def case_spectral_nonlinearity(nonlinearity):
-    def build(quick):
-        T, B, H = (30, 10, 16) if quick else (220, 50, 128)
-        torch.manual_seed(0)
-        x, y = copy_batch(B, T)
-        sides = []
-        for kind in (nonlinearity, "tanh"):
-            model = SpectralRNN(10, H, 9, margin=0.1, nonlinearity=kind, output="all", learn_slope=kind == "prelu")
-            sides.append(_rnn_step(model, spectral_optimizer(model, lr=1e-4, orth_lr=1e-6), x, y, _ce))
-        return tuple(sides)
-    return build
-
-
-def case_relurnn_vs_torch(quick):
-    H, T, B = _path_sgd_shapes(quick)
-    torch.manual_seed(0)
-    ours = ReLURNN(1, H, 10)
-    rnn, head = torch.nn.RNN(1, H, nonlinearity="relu", batch_first=True), torch.nn.Linear(H, 10)
-    with torch.no_grad():  # the same weights on both sides: same activations, same (de)normal arithmetic
-        rnn.weight_ih_l0.copy_(ours.weight_ih_l0)
-        rnn.weight_hh_l0.copy_(ours.weight_hh_l0)
-        rnn.bias_ih_l0.copy_(ours.bias_l0)
-        rnn.bias_hh_l0.zero_()
-        head.weight.copy_(ours.weight_out)
-        head.bias.copy_(ours.bias_out)
-    x = torch.rand(B, T, 1)
-
-    def run_ours():
-        ours.zero_grad(set_to_none=True)
-        ours(x).sum().backward()
-
-    def run_torch():
-        rnn.zero_grad(set_to_none=True)
-        head.zero_grad(set_to_none=True)
-        head(rnn(x)[0][:, -1]).sum().backward()
-    return run_ours, run_torch
-
-
-def case_mlp(kappa_every=1, fused=None, unbalanced=False):
-    def build(quick):
-        sizes, B = ((784, [256, 256], 10), 50) if quick else ((784, [4000, 4000], 10), 100)
-        torch.manual_seed(0)
-        a = MLP(*sizes)
-        b = MLP(*sizes)
-        b.load_state_dict(a.state_dict())
-        if unbalanced:  # units rescaled by up to ~10^27: factors s/κ far outside float32 (the wide route)
-            # 2000 picks over 8000 units, as in the paper; the same share of the quick shapes' units
-            unbalance_(a, units=sum(sizes[1]) // 4, generator=torch.Generator().manual_seed(7920))
-            if not all(torch.isfinite(p).all() for p in a.parameters()):
-                raise RuntimeError("the bench's unbalanced init overflowed float32; pick another generator seed")
-        x, y = torch.rand(B, 784), torch.randint(10, (B,))
-        ce = torch.nn.functional.cross_entropy
-        return (_rnn_step(a, PathSGD(a, lr=1e-3, kappa_every=kappa_every, fused=fused), x, y, ce),
-                _rnn_step(b, torch.optim.SGD(b.parameters(), lr=1e-3), x, y, ce))
-    return build
-
-
-CASES = {
-    "path_sgd_overhead": case_path_sgd,
-    "path_adam_overhead": case_path_adam,
-    "path_sgd_safeguard_overhead": case_path_sgd_safeguard,
-    "path_sgd_unit_step_overhead": case_path_sgd_unit_step,
-    "kappa2_overhead": case_kappa2,
-    "cayley_overhead_128": case_cayley(128),
-    "cayley_overhead_500": case_cayley(500),
-    "cayley_overhead_1000": case_cayley(1000),
-    "cayley_solve_overhead_128": case_cayley(128, "solve"),
-    "cayley_solve_overhead_500": case_cayley(500, "solve"),
-    "cayley_solve_overhead_1000": case_cayley(1000, "solve"),
-    "relurnn_vs_torch": case_relurnn_vs_torch,
-    "mlp_path_sgd_overhead": case_mlp(),
-    "mlp_path_sgd_kappa_every_10_overhead": case_mlp(kappa_every=10),
-    "mlp_path_sgd_unfused_overhead": case_mlp(fused=False),
-    "mlp_path_sgd_unbalanced_overhead": case_mlp(unbalanced=True),
-    "spectral_none_vs_tanh": case_spectral_nonlinearity("none"),
-    "spectral_oplu_vs_tanh": case_spectral_nonlinearity("oplu"),
-    "spectral_prelu_vs_tanh": case_spectral_nonlinearity("prelu"),
-}
 
 
 def _peak_rss_kib() -> int:
@@ -427,24 +242,28 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
     if not only or "path_sgd_peak_memory" in only:
         if progress:
             progress("path_sgd_peak_memory")
-        probes = {"ours": [], "base": []}
-        for _ in range(1 if quick else 5):  # interleaved, like the rounds of a timed case
-            for kind in ("ours", "base"):
-                probes[kind].append(_memory_probe(kind, quick))
-        peak = {kind: statistics.median(p for p, _ in runs) for kind, runs in probes.items()}
-        added = {kind: statistics.median(p - b for p, b in runs) for kind, runs in probes.items()}
-        target, what = TARGETS["path_sgd_peak_memory"]
-        # Probe i of ours over probe i of the baseline, as the rounds of a timed case: a peak moves by a
-        # few percent from one process to the next (the allocator's arenas), so one ratio would hide it.
-        spread = ratio_spread([p for p, _ in probes["ours"]], [p for p, _ in probes["base"]])
-        results["path_sgd_peak_memory"] = dict(
-            ratio=spread["median"], target=target, met=spread["median"] <= target, spread=spread,
-            what=what, machine=machine,
-            memory=dict(ours_kib=peak["ours"], baseline_kib=peak["base"], ours_added_kib=added["ours"],
-                        baseline_added_kib=added["base"],
-                        # what the model, the batch, the optimizer and its steps add to Python and torch
-                        added_ratio=round(added["ours"] / max(added["base"], 1), 4)))
+        results["path_sgd_peak_memory"] = dict(_peak_memory(quick), machine=machine)
     return results
+
+
+def _peak_memory(quick: bool) -> dict:
+    """The memory row: peak RSS of PathSGD steps over SGD steps, each side in fresh processes."""
+    probes = {"ours": [], "base": []}
+    for _ in range(1 if quick else 5):  # interleaved, like the rounds of a timed case
+        for kind in ("ours", "base"):
+            probes[kind].append(_memory_probe(kind, quick))
+    peak = {kind: statistics.median(p for p, _ in runs) for kind, runs in probes.items()}
+    added = {kind: statistics.median(p - b for p, b in runs) for kind, runs in probes.items()}
+    target, what = TARGETS["path_sgd_peak_memory"]
+    # Probe i of ours over probe i of the baseline, as the rounds of a timed case: a peak moves by a
+    # few percent from one process to the next (the allocator's arenas), so one ratio would hide it.
+    spread = ratio_spread([p for p, _ in probes["ours"]], [p for p, _ in probes["base"]])
+    return dict(
+        ratio=spread["median"], target=target, met=spread["median"] <= target, spread=spread, what=what,
+        memory=dict(ours_kib=peak["ours"], baseline_kib=peak["base"], ours_added_kib=added["ours"],
+                    baseline_added_kib=added["base"],
+                    # what the model, the batch, the optimizer and its steps add to Python and torch
+                    added_ratio=round(added["ours"] / max(added["base"], 1), 4)))
 
 
 def profile_case(key: str, quick: bool = False, steps: int = 5, rows: int = 15) -> str:

@@ -26,25 +26,8 @@ DEMO_SETUPS = (
     ("ReLU RNN + Path-SGD", dict(optimizer="path-sgd", lr=1e-2, max_unit_step=0.01)),
     ("ReLU RNN + Path-Adam", dict(optimizer="path-adam", lr=1e-4, clip=1.0)),
 )
-# What the study found (3 seeds per setting, 20,000 steps; docs/results.md has the table).
-FINDINGS = """\
-What the adding study found (3 seeds per setting, docs/results.md):
-- Path-SGD as the paper writes it (κ1, no clipping) breaks in its first steps: a unit carrying 1e-7 of
-  the path mass moves by 190 % of its weights, its self-loop grows γ² like W[j,j]^(2T), and the network
-  explodes or dies (`plainrnn reproduce first-steps`). Clipping the raw gradient stops that but is not
-  rescaling-invariant; the per-unit trust region (--max-unit-step) stops it and is.
-- No Path-SGD setting solved T = 100 (test MSE < 0.01). The trust region did best and never diverged,
-  but after 100,000 steps it is at 0.049-0.089, still falling slowly; an invariant lr factor on the
-  non-recurrent weights made it slower. Momentum, κ2, re-estimating the scale, the γ² safeguard and the
-  paper's bias-free model did not solve it either.
-- Adam on path-normalized gradients solved T = 100 in 3 of 3 seeds within 100,000 steps (median 29,000)
-  and T = 400 in 2 of 2 (median 37,500), but it is not rescaling-invariant, and plain Adam at the same
-  lr is faster where it stays finite (T = 100: 9,500; T = 400: 7,500; Adam at 1e-3: 4,500 at T = 100;
-  an LSTM: 7,000). At T = 750 it solved no seed within 20,000 steps (lr 1e-4: 3 of 3 diverged, as
-  Adam's did; lr 1e-3: 0 of 3), while Adam at 1e-3 solved 2 of 3 (about 16,000 steps). IRNN + SGD
-  left the plateau (0.05) without solving T = 100 in 20,000 steps, and stayed on it at T = 400 and 750,
-  as did the LSTM and Path-SGD κ1 and κ1 + κ2 at T = 400 and 750 (0 of 3 each), where the paper's
-  RNN-Path solves both."""
+# What the study found: data, not code; docs/results.md shows the same text (tests/experiments/test_results.py).
+FINDINGS_FILE = Path(__file__).parent / "findings" / "adding_study.md"
 DEMO_STEPS = 6000
 SOLVED = 0.01  # the 2016 paper's "0" (its Table 2 is MSE×100)
 
@@ -94,7 +77,7 @@ def run_demo(out: str = "runs", steps: int | None = None, quiet: bool = False) -
         print(f"{label:<24} {lr:>7g} {test:>10} {best:>11} {status:>15} {s['wall_s']:>6.1f}s")
     print(f"baseline (always predict 1): MSE {ADDING_BASELINE_MSE:.3f}; the papers' 'solved' is test MSE below {SOLVED:g}")
     print("Every setup first learns the mean (the 0.167 plateau); Adam leaves it within a few thousand steps.")
-    print(FINDINGS)
+    print(FINDINGS_FILE.read_text().rstrip())
     print(f"learning curves: {png}")
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0

@@ -23,6 +23,7 @@ from ..path import kappa, path_norm
 from ..path.units import row_quadratic, unit_groups
 from ..tasks import make_task
 from ..train.build import build_model, build_optimizer, init_generator
+from .tables import markdown_table
 
 
 def first_steps(cfg, steps: int = 5) -> list[dict]:
@@ -64,9 +65,7 @@ def first_steps(cfg, steps: int = 5) -> list[dict]:
 
 
 def to_markdown(records: list[dict]) -> str:
-    lines = ["| step | loss | γ² before | whole step q | largest unit step r_j | that unit's share of the mass |",
-             "|---|---|---|---|---|---|"]
-    for r in records:
-        lines.append(f"| {r['step']} | {r['loss']:.4g} | {r['gamma2']:.3g} | {r['whole_step']:.3g} | "
-                     f"{r['largest_unit_step']:.3g} | {r['its_mass_share']:.2g} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["step", "loss", "γ² before", "whole step q", "largest unit step r_j", "that unit's share of the mass"],
+        [[f"{r['step']}", f"{r['loss']:.4g}", f"{r['gamma2']:.3g}", f"{r['whole_step']:.3g}",
+          f"{r['largest_unit_step']:.3g}", f"{r['its_mass_share']:.2g}"] for r in records])

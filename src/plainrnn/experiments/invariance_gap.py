@@ -23,6 +23,7 @@ from ..nets import MLP
 from ..optim import PathSGD
 from ..path import unbalance_
 from ..tasks import make_task
+from .tables import markdown_table
 
 CHECKPOINTS = (1, 10, 30, 100, 200, 300, 600, 1000)
 
@@ -70,8 +71,5 @@ def invariance_gap(cfg) -> list[dict]:
 
 def to_markdown(rows: list[dict]) -> str:
     steps = sorted({s for r in rows for s in r["gaps"]})
-    lines = ["| dtype | second run | " + " | ".join(f"step {s}" for s in steps) + " |",
-             "|---|---|" + "---|" * len(steps)]
-    for r in rows:
-        lines.append(f"| {r['dtype']} | {r['partner']} | " + " | ".join(f"{r['gaps'][s]:.1e}" for s in steps) + " |")
-    return "\n".join(lines)
+    return markdown_table(["dtype", "second run", *(f"step {s}" for s in steps)],
+                          [[r["dtype"], r["partner"], *(f"{r['gaps'][s]:.1e}" for s in steps)] for r in rows])

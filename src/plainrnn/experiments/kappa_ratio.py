@@ -13,6 +13,7 @@ import torch
 
 from ..nets import ReLURNN
 from ..path import kappa, kappa2
+from .tables import markdown_table
 
 DEFAULT_T = (10, 20, 50, 100)
 DEFAULT_H = (50, 100, 200)
@@ -42,7 +43,5 @@ def kappa_ratio_table(Ts=DEFAULT_T, Hs=DEFAULT_H, seeds: int = 3, vocab: int = 1
 
 
 def to_markdown(table: dict, Ts=DEFAULT_T, Hs=DEFAULT_H, key: str = "recurrent") -> str:
-    head = "| H \\ T | " + " | ".join(str(T) for T in Ts) + " |"
-    sep = "|---|" + "---|" * len(Ts)
-    rows = [f"| {H} | " + " | ".join(f"{table[f'T={T},H={H}'][key]:.3g}" for T in Ts) + " |" for H in Hs]
-    return "\n".join([head, sep, *rows])
+    return markdown_table(["H \\ T", *map(str, Ts)],
+                          [[str(H), *(f"{table[f'T={T},H={H}'][key]:.3g}" for T in Ts)] for H in Hs])

@@ -10,7 +10,7 @@ import matplotlib.lines
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..train.checkpoint import read_records  # noqa: E402
+from ..train.rundir import RunDir  # noqa: E402
 
 
 def _save(fig, path, tight: bool = True) -> Path:
@@ -43,7 +43,7 @@ def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str) -> Path:
 
 def read_metrics(run_dir) -> list[dict]:
     """A run's metrics records (a torn last line, a write cut by a kill, left out)."""
-    return read_records(Path(run_dir) / "metrics.jsonl")
+    return RunDir(run_dir).metrics()
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], path, *, metric: str = "test_metric", ylabel: str = "test MSE",
@@ -298,9 +298,8 @@ def run_figures(run_dir) -> list[Path]:
     records = read_metrics(run_dir)
     if any("sv_mean" in r for r in records):
         written.append(plot_spectrum(records, run_dir / "spectrum.png"))
-    grad_norms = run_dir / "grad_norms.jsonl"
-    if grad_norms.exists():
-        rows = read_records(grad_norms)
+    if RunDir(run_dir).has_grad_norms():
+        rows = RunDir(run_dir).grad_norms()
         if rows:
             written.append(plot_hidden_gradients(rows, run_dir / "grad_norms.png"))
     return written

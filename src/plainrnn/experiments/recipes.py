@@ -26,7 +26,7 @@ _FASHION_CASES = [dict(optimizer=opt, lr=lr, init=init) for opt, lr in _FASHION_
 _MLP_2015_BUDGETS = {"cpu": dict(steps=3000, eval_every=600),       # 5 epochs, evaluated every epoch
                      "full": dict(steps=60_000, eval_every=600)}   # the paper's curves run to 100 epochs
 
-# The Path-SGD adding study (issue 11, docs/results.md "Path-SGD on the adding problem"): the 2016 paper's
+# The Path-SGD adding study (docs/results.md "Path-SGD on the adding problem"): the 2016 paper's
 # RNN-Path (identity init, U[-0.01, 0.01] elsewhere, H = 100, T = 100, batch 50) as docs/results.md ran it
 # (κ1, lr 1e-3, gradient norm clipped at 1) is the reference row B; each other row changes one thing, and
 # every setting runs 3 seeds on one step budget. Clipping the raw gradient's norm is *not* invariant under
@@ -160,7 +160,7 @@ _ORTH_PTB_ROWS = ([dict(margin=m) for m in ("0", "0.01", "0.1", "1", "100", "non
 # RNN's input and output weights come from U[-0.2, 0.2], near the factorized model's Glorot-uniform.
 # The cost is summed over the 220 time steps (loss_over_time="sum"), a hypothesis: the paper does not
 # say, but at its SGD step of 1e-5 a mean over time does not even reach the blank-output baseline in 40
-# epochs (loss 7.3 → 0.63 against 0.09; probe in session 15), while the summed cost learns at the pace
+# epochs (loss 7.3 → 0.63 against 0.09 in a probe of ours), while the summed cost learns at the pace
 # of its 300-epoch axes; and a penalty's strength λ means something only against the data term's scale.
 _STRENGTHS_2017 = ["1e-4", "1e-3", "1e-2", "0.1", "1", "10", "100"]
 _ORTH_FIG4 = dict(_ORTH_COPY, loss_over_time="sum")
@@ -207,7 +207,7 @@ RECIPES: dict[str, dict] = {
                                  budgets={"cpu": dict(steps=20_000, eval_every=500),
                                           "full": dict(steps=100_000, eval_every=1000)},
                                  paper="an invariant optimizer that solves adding T = 100 within twice Adam's steps"),
-    # Issue 11: every hypothesis on T = 100, 3 seeds, one budget (cpu: 20k steps; full: the 100k of Table 2).
+    # The adding study: every hypothesis on T = 100, 3 seeds, one budget (cpu: 20k steps; full: the 100k of Table 2).
     "adding-study": dict(base=dict(_ADDING, clip=None, steps=100_000, eval_every=1000), grid=_ADDING_STUDY_CASES,
                          seeds=3, budgets={"cpu": dict(steps=20_000, eval_every=500),
                                            "full": dict(steps=100_000, eval_every=1000)},

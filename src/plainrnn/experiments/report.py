@@ -17,7 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from ..train.checkpoint import read_json, read_records
+from ..train.rundir import RunDir
+from .tables import markdown_table
 
 from .plots import (plot_column_panels, plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels,
                     plot_spectrum_panels, read_metrics)
@@ -54,18 +55,19 @@ def natural_key(name: str) -> tuple:
 
 
 def find_runs(paths: list[str]) -> list[Path]:
-    """The run folders (those with a summary.json) given, or under the sweep folders given, each sweep's
+    """The finished run folders given, or under the sweep folders given, each sweep's
     runs in :func:`natural_key` order."""
     runs = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such run directory")
-        if (p / "summary.json").exists():
+        if RunDir(p).has_summary():
             runs.append(p)
         else:
-            runs.extend(sorted((q.parent for q in p.glob("*/summary.json")), key=lambda r: natural_key(r.name)))
+            runs.extend(sorted((q for q in p.iterdir() if q.is_dir() and RunDir(q).has_summary()),
+                               key=lambda r: natural_key(r.name)))
     if not runs:
-        raise ValueError(f"no runs (folders with summary.json) under {', '.join(paths)}")
+        raise ValueError(f"no runs (folders with {RunDir.SUMMARY}) under {', '.join(paths)}")
     readable = [run for run in runs if _readable(run)]
     if not readable:
         raise ValueError(f"none of the {len(runs)} run(s) under {', '.join(paths)} could be read (see above)")
@@ -73,14 +75,19 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 
 def _readable(run: Path) -> bool:
-    """Whether a run's summary, metrics and config parse; if not, one line names it and it is left out,
-    so one damaged run does not hide the healthy ones beside it."""
+    """Whether a run's summary, metrics and config parse and its summary covers its config's steps; if
+    not, one line names it and it is left out, so one damaged run (or one being extended) does not
+    hide the healthy ones beside it."""
     try:
-        read_json(run / "summary.json")
-        read_records(run / "metrics.jsonl")
+        summary = RunDir(run).summary()
+        RunDir(run).metrics()
         read_config(run)
     except (ValueError, OSError) as e:
         print(f"skipping {run}: {e}", file=sys.stderr)
+        return False
+    if not RunDir(run).finished():
+        print(f"skipping {run}: being extended (its summary covers step {summary.get('steps', 0):,} of "
+              f"{read_config(run)['steps']:,})", file=sys.stderr)
         return False
     return True
 
@@ -91,11 +98,10 @@ def read_config(run: Path) -> dict:
     by different versions group together."""
     import dataclasses
 
-    from ..train.checkpoint import read_saved_config
     from ..train.config import RunConfig
-    config = read_saved_config(run)
+    config = RunDir(run).saved_config()
     if config is None:
-        raise ValueError(f"{run}: no readable config.json or config.yaml")
+        raise ValueError(f"{run}: no readable {RunDir.CONFIG} or {RunDir.CONFIG_YAML}")
     try:
         return dataclasses.asdict(RunConfig(**config))
     except TypeError:  # a key RunConfig no longer has: the config as written
@@ -156,13 +162,6 @@ def best_valid_record(run: Path, lower_is_better: bool) -> dict | None:
     return best
 
 
-def test_at_best_valid(run: Path, lower_is_better: bool) -> float | None:
-    """The test metric at the evaluation with the best validation metric: the number the papers
-    report for MNIST and PTB ("the model with the best validation score")."""
-    best = best_valid_record(run, lower_is_better)
-    return None if best is None else best["test_metric"]
-
-
 def spectrum_summary(run: Path) -> dict | None:
     """W's singular values as a run recorded them (the ``sv_*`` fields): min, max, mean and std at its
     last evaluation, and the lowest and highest over the whole run; None when the run recorded none."""
@@ -184,7 +183,7 @@ def collect(runs: list[Path], reach: float | None = None) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for run in runs:
         config = read_config(run)
-        summary = read_json(run / "summary.json")
+        summary = RunDir(run).summary()
         g = groups.setdefault(_setting(config), dict(config=config, runs=[], summaries=[]))
         g["runs"].append(run)
         g["summaries"].append(summary)
@@ -231,12 +230,12 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             task_rows = [r for r in rows if r["task"] == task]
             for r in task_rows:
                 # The median run over seeds of each setting, so one axis compares the optimizers.
-                per_run = [(read_json(Path(d) / "summary.json")["test_metric"], d) for d in r["run_dirs"]]
+                per_run = [(RunDir(d).summary()["test_metric"], d) for d in r["run_dirs"]]
                 finite = sorted((m, d) for m, d in per_run if math.isfinite(m)) or per_run
                 median_run = Path(finite[len(finite) // 2][1])
                 curves[r["setting"]] = read_metrics(median_run)
-                if (median_run / "grad_norms.jsonl").exists():
-                    grads[r["setting"]] = read_records(median_run / "grad_norms.jsonl")
+                if RunDir(median_run).has_grad_norms():
+                    grads[r["setting"]] = RunDir(median_run).grad_norms()
             # The 2017 paper's Figs. 2 and 3, one panel per setting, when the runs recorded them.
             if any("sv_mean" in rec for records in curves.values() for rec in records):
                 plot_spectrum_panels(curves, Path(plots_dir) / f"{task}_spectra.png", title=f"{task}: singular values of W")
@@ -271,31 +270,35 @@ def report(paths: list[str], fmt: str = "md", plots_dir: str | None = None, reac
             w.writerow([r["setting"], r["metric"], r["runs"], r["diverged"], r["best_test"], r["median_test"],
                         r["median_best_valid"], r["median_wall_s"], *(r[k] for k in extra)])
         return buf.getvalue().rstrip("\n")
-    head = "| setting | metric | diverged | best test | median test | best valid (median) | median wall (s) |"
+    return _markdown_rows(rows, reach, at_best_valid, spectrum)
+
+
+def _markdown_rows(rows: list[dict], reach: float | None, at_best_valid: bool, spectrum: bool) -> str:
+    """The report's table: one row a setting, with the columns the flags add."""
+    header = ["setting", "metric", "diverged", "best test", "median test", "best valid (median)", "median wall (s)"]
     if reach is not None:
-        head += f" steps to test {'≤' if rows[0]['lower_is_better'] else '≥'} {reach:g} (reached) |"
+        header.append(f"steps to test {'≤' if rows[0]['lower_is_better'] else '≥'} {reach:g} (reached)")
     extra_names = sorted({name for r in rows for name in r["extras_at_best_valid"]}) if at_best_valid else []
     if at_best_valid:
-        head += " test at best valid (median) |" + "".join(f" test {name} there (median) |" for name in extra_names)
+        header += ["test at best valid (median)", *(f"test {name} there (median)" for name in extra_names)]
     if spectrum:
-        head += " singular values at the end: min … max (mean ± std) | over the run: min … max |"
-    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+        header += ["singular values at the end: min … max (mean ± std)", "over the run: min … max"]
+    cells = []
     for r in rows:
-        line = (f"| {r['setting']} | {r['metric']} | {r['diverged']}/{r['runs']} | {r['best_test']:.5g} | "
-                f"{r['median_test']:.5g} | {r['median_best_valid']:.5g} | {r['median_wall_s']:.1f} |")
+        row = [r["setting"], r["metric"], f"{r['diverged']}/{r['runs']}", f"{r['best_test']:.5g}",
+               f"{r['median_test']:.5g}", f"{r['median_best_valid']:.5g}", f"{r['median_wall_s']:.1f}"]
         if reach is not None:
             steps = "never" if r["median_steps_to_reach"] is None else f"{r['median_steps_to_reach']:g}"
-            line += f" {steps} ({r['reached']}/{r['runs']}) |"
+            row.append(f"{steps} ({r['reached']}/{r['runs']})")
         if at_best_valid:
-            line += f" {r['median_test_at_best_valid']:.5g} |"
-            line += "".join(f" {r['extras_at_best_valid'][n]:.5g} |" if n in r["extras_at_best_valid"] else " – |"
-                            for n in extra_names)
+            row.append(f"{r['median_test_at_best_valid']:.5g}")
+            row += [f"{r['extras_at_best_valid'][n]:.5g}" if n in r["extras_at_best_valid"] else "–" for n in extra_names]
         if spectrum:
             sv = r["spectrum"]
-            line += (f" {sv['end_min']:.4f} … {sv['end_max']:.4f} ({sv['end_mean']:.4f} ± {sv['end_std']:.4f}) |"
-                     f" {sv['run_min']:.4f} … {sv['run_max']:.4f} |" if sv else " – | – |")
-        lines.append(line)
-    return "\n".join(lines)
+            row += ([f"{sv['end_min']:.4f} … {sv['end_max']:.4f} ({sv['end_mean']:.4f} ± {sv['end_std']:.4f})",
+                     f"{sv['run_min']:.4f} … {sv['run_max']:.4f}"] if sv else ["–", "–"])
+        cells.append(row)
+    return markdown_table(header, cells)
 
 
 def curves_table(paths: list[str]) -> str:
@@ -324,11 +327,22 @@ def curves_table(paths: list[str]) -> str:
                 cells[f"step {record['step']}"] = f"{record['test_metric']:.4g}"
         columns.extend(k for k in cells if k not in columns)
         rows.append((_label(config, varying), cells, end))
-    head = "| run | " + " | ".join(columns) + " | end |"
-    lines = [head, "|---" * (len(columns) + 2) + "|"]
-    for label, cells, end in rows:
-        lines.append(f"| {label} | " + " | ".join(cells.get(c, "") for c in columns) + f" | {end or 'finished'} |")
-    return "\n".join(lines)
+    return markdown_table(["run", *columns, "end"], [[label, *(cells.get(c, "") for c in columns), end or "finished"]
+                                                     for label, cells, end in rows])
+
+
+def _plot_pivot(runs, configs, cells, rows, values, column, reach, plots_dir) -> None:
+    """The pivot table as a figure per task: a panel per column value, every seed's test curve."""
+    for task in sorted({c.get("task") for c in configs.values()}):
+        of_task = [d for d in runs if configs[d].get("task") == task]
+        panels = {f"{column} = {v}": {row: [read_metrics(d) for d in cells[(row, v)]["dirs"] if d in of_task]
+                                      for row in rows if (row, v) in cells} for v in values}
+        panels = {p: {row: seeds for row, seeds in by_row.items() if seeds} for p, by_row in panels.items()}
+        panels = {p: by_row for p, by_row in panels.items() if by_row}  # a column this task never ran
+        summary = RunDir(of_task[0]).summary()
+        plot_column_panels(panels, Path(plots_dir) / f"{task}_by_{column}.png",
+                           ylabel=f"test {summary.get('metric', 'metric')}", threshold=reach,
+                           baseline=summary.get("baseline"), title=f"{task}: {len(rows)} settings by {column}")
 
 
 def _duration(seconds: float) -> str:
@@ -355,7 +369,7 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
     varying = {k for k in rest[0] if len({json.dumps(r.get(k)) for r in rest}) > 1}
     values = sorted({c[column] for c in configs.values()}, key=lambda v: (v is None, v))
     for run, config in configs.items():
-        summary = read_json(run / "summary.json")
+        summary = RunDir(run).summary()
         lower = summary.get("lower_is_better", True)
         row = _label({k: v for k, v in config.items() if k != column}, varying - {column})
         cell = cells.setdefault((row, config[column]), dict(runs=0, reached=[], finals=[], lower=lower, dirs=[],
@@ -372,18 +386,8 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
                               else (math.inf if lower else -math.inf))
     rows = list(dict.fromkeys(row for row, _ in cells))
     if plots_dir:
-        for task in sorted({c.get("task") for c in configs.values()}):
-            of_task = [d for d in runs if configs[d].get("task") == task]
-            panels = {f"{column} = {v}": {row: [read_metrics(d) for d in cells[(row, v)]["dirs"] if d in of_task]
-                                          for row in rows if (row, v) in cells} for v in values}
-            panels = {p: {row: seeds for row, seeds in by_row.items() if seeds} for p, by_row in panels.items()}
-            panels = {p: by_row for p, by_row in panels.items() if by_row}  # a column this task never ran
-            summary = read_json(of_task[0] / "summary.json")
-            plot_column_panels(panels, Path(plots_dir) / f"{task}_by_{column}.png",
-                               ylabel=f"test {summary.get('metric', 'metric')}", threshold=reach,
-                               baseline=summary.get("baseline"), title=f"{task}: {len(rows)} settings by {column}")
-    head = f"| setting | " + " | ".join(f"{column} = {v}" for v in values) + " |"
-    lines = [head, "|---" * (len(values) + 1) + "|"]
+        _plot_pivot(runs, configs, cells, rows, values, column, reach, plots_dir)
+    table = []
     for row in rows:
         out = []
         for v in values:
@@ -398,5 +402,5 @@ def pivot_table(paths: list[str], column: str, reach: float, scale: float = 1.0,
             if wall and cell["walls"]:
                 text += f" · {_duration(statistics.median(cell['walls']))}"
             out.append(text)
-        lines.append(f"| {row} | " + " | ".join(out) + " |")
-    return "\n".join(lines)
+        table.append([row, *out])
+    return markdown_table(["setting", *(f"{column} = {v}" for v in values)], table)

@@ -13,6 +13,7 @@ import torch
 from ..path import kappa, path_norm
 from ..tasks import make_task
 from ..train.build import build_model, init_generator
+from .tables import markdown_table
 
 
 def step_scales(cfg) -> dict:
@@ -34,9 +35,8 @@ def step_scales(cfg) -> dict:
 
 def to_markdown(result: dict) -> str:
     lines = [f"γ²_net at init = {result['gamma2']:.4g} (T = {result['seq_len']}); a step moves p by "
-             "−lr · (s/κ) · ∂L/∂p with s = γ²_net(w₀)", "",
-             "| parameter | shape | min s/κ | median s/κ | max s/κ | κ = 0 |", "|---|---|---|---|---|---|"]
-    for name, r in result["params"].items():
-        lines.append(f"| {name} | {'×'.join(map(str, r['shape']))} | {r['min']:.3g} | {r['median']:.3g} | "
-                     f"{r['max']:.3g} | {r['dead']} |")
-    return "\n".join(lines)
+             "−lr · (s/κ) · ∂L/∂p with s = γ²_net(w₀)", ""]
+    return "\n".join(lines) + "\n" + markdown_table(
+        ["parameter", "shape", "min s/κ", "median s/κ", "max s/κ", "κ = 0"],
+        [[name, "×".join(map(str, r["shape"])), f"{r['min']:.3g}", f"{r['median']:.3g}", f"{r['max']:.3g}",
+          f"{r['dead']}"] for name, r in result["params"].items()])

@@ -41,7 +41,6 @@ def memoryless_baseline(T: int) -> float:
     return COPY_LEN * math.log(SYMBOLS) / (T + 2 * COPY_LEN)
 
 
-MEMORYLESS_COPY_CE = math.log(SYMBOLS)  # per copied symbol
 
 
 class CopyTask(Task):

@@ -5,9 +5,10 @@ import torch
 
 from ..nets import LSTM, MLP, ReLURNN, SpectralRNN, init_rnn_
 from ..nets.init import init_recurrent_
-from ..optim import InvariantAdam, PathNormalized, PathSGD, spectral_optimizer
+from ..optim import spectral_optimizer
 from ..path import unbalance_
 from ..tasks import TaskSpec
+from .optimizers import OPTIMIZERS
 
 
 def init_generator(seed: int) -> torch.Generator:
@@ -49,34 +50,17 @@ def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -
 
 
 def build_optimizer(cfg, model: torch.nn.Module, seq_len: int) -> torch.optim.Optimizer:
-    params = list(model.parameters())
-    lr = cfg.lr
-    path_kw = dict(seq_len=seq_len, second_order=cfg.kappa2,
-                   lr_scale=None if cfg.path_lr_scale == "none" else cfg.path_lr_scale)
+    """The optimizer ``cfg.optimizer`` names (:data:`~plainrnn.train.optimizers.OPTIMIZERS`)."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    entry = OPTIMIZERS[cfg.optimizer]
     if cfg.model == "spectral":
         # The 2017 paper's setup: geodesic SGD on U and V, the chosen optimizer on everything else.
-        inner = {"sgd": torch.optim.SGD, "momentum": torch.optim.SGD, "adam": torch.optim.Adam,
-                 "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}[cfg.optimizer]
+        if entry.spectral_inner is None:
+            raise ValueError(f"optimizer {cfg.optimizer} needs a plain network, not the spectral model")
         extra = {"momentum": cfg.momentum} if cfg.optimizer == "momentum" else {}
-        return spectral_optimizer(model, lr=lr, orth_lr=cfg.orth_lr, optimizer_cls=inner, **extra)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if cfg.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    if cfg.optimizer == "path-sgd":
-        rebalanced = {name: cfg.path_lr_nonrecurrent for name, _ in model.named_parameters()
-                      if not name.startswith("weight_hh")} if cfg.path_lr_nonrecurrent != 1.0 else None
-        return PathSGD(model, lr=lr, max_path_growth=cfg.max_path_growth, max_unit_step=cfg.max_unit_step,
-                       momentum=cfg.path_momentum, lr_multipliers=rebalanced, **path_kw)
-    if cfg.optimizer == "path-adam":
-        return PathNormalized(torch.optim.Adam, model, lr=lr, **path_kw)
-    if cfg.optimizer == "invariant-adam":
-        return InvariantAdam(model, lr=lr, max_path_growth=cfg.max_path_growth, max_unit_step=cfg.max_unit_step,
-                             **path_kw)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+        return spectral_optimizer(model, lr=cfg.lr, orth_lr=cfg.orth_lr,
+                                  optimizer_cls=getattr(torch.optim, entry.spectral_inner), **extra)
+    path_kw = dict(seq_len=seq_len, second_order=cfg.kappa2,
+                   lr_scale=None if cfg.path_lr_scale == "none" else cfg.path_lr_scale)
+    return entry.build(cfg, model, path_kw)

@@ -79,32 +79,6 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
-def remove_stale_temporaries(run_dir: Path) -> None:
-    """The temporary files of atomic writes that a killed process left (``.checkpoint.pt.x8f2`` …).
-    Only called by the directory's holder, so no live writer owns them."""
-    for stale in Path(run_dir).glob(".*.*"):
-        if stale.is_file() and stale.name != ".lock" and not stale.name.endswith(".flock"):
-            stale.unlink(missing_ok=True)
-
-
-def read_saved_config(run_dir: Path) -> dict | None:
-    """A run directory's config as it was written: config.json (what the trainer writes and reads back),
-    or config.yaml alone (all that results/ keeps of a published run); None when it holds neither or
-    the file cannot be read."""
-    import yaml
-    run_dir = Path(run_dir)
-    try:
-        if (run_dir / "config.json").exists():
-            config = json.loads((run_dir / "config.json").read_text())
-        elif (run_dir / "config.yaml").exists():
-            config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        else:
-            return None
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 class CheckpointError(ValueError):
     """A file that is not a readable plainrnn checkpoint; the message names it."""
 

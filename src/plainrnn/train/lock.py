@@ -1,9 +1,9 @@
-"""One writer per run directory.
+"""One writer per run directory: the advisory lock that :class:`~plainrnn.train.rundir.RunDir` holds.
 
 Two processes training into one run directory interleave their metrics and overwrite each other's
 checkpoints: it happens as soon as a sweep is started twice (two terminals, or a second `reproduce`
-launched to share the cores while the first still runs). :func:`hold_run_dir` takes an advisory lock
-(``flock`` on ``<run dir>/.lock``) for as long as a run trains; a second process gets
+launched to share the cores while the first still runs). :func:`hold_lock` takes an advisory lock
+(``flock`` on the run directory's lock file) for as long as a run trains; a second process gets
 :class:`RunDirBusy` at once, and a sweep skips that trial instead of training it twice. The operating
 system drops the lock when its process ends, however it ends, so a crash never leaves a stale lock
 behind and a killed run resumes as before. The lock is per process and re-entrant within one (a
@@ -22,7 +22,6 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-LOCK_NAME = ".lock"
 _held: dict[Path, int] = {}  # run directories this process holds, with how many times it entered each
 
 
@@ -38,8 +37,9 @@ def _pid_in(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold_run_dir(run_dir):
-    """Holds ``run_dir`` (created if missing) for this process while the ``with`` block runs.
+def hold_lock(run_dir, lock_name: str):
+    """Holds ``run_dir`` (created if missing) for this process while the ``with`` block runs, through
+    ``flock`` on ``run_dir/lock_name``.
 
     Raises:
         RunDirBusy: another process holds it; the message names the directory and that process's pid.
@@ -55,12 +55,12 @@ def hold_run_dir(run_dir):
                 del _held[path]
         return
     path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path / lock_name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunDirBusy(f"{run_dir} is being trained by another process (pid {_pid_in(path / LOCK_NAME)}); "
+        raise RunDirBusy(f"{run_dir} is being trained by another process (pid {_pid_in(path / lock_name)}); "
                          "wait for it to finish, or give this run another name or output folder") from None
     try:
         os.ftruncate(fd, 0)
@@ -72,10 +72,10 @@ def hold_run_dir(run_dir):
         os.close(fd)  # releases the lock; the file stays (removing it would race with a process opening it)
 
 
-def run_dir_holder(run_dir) -> str | None:
+def lock_holder(run_dir, lock_name: str) -> str | None:
     """The pid (as written in the lock file) of the process that holds ``run_dir``, or None when no
     process holds it. Never creates anything."""
-    path = Path(run_dir).resolve() / LOCK_NAME
+    path = Path(run_dir).resolve() / lock_name
     if fcntl is None or not path.exists():
         return None
     if path.parent in _held:

@@ -17,7 +17,6 @@ and :func:`train`, which runs them with checkpoints, then :func:`finish` writes 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -31,31 +30,9 @@ from tqdm import tqdm
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
 from .build import build_model, build_optimizer, init_generator
-from .checkpoint import (load_checkpoint, read_json, read_records, remove_stale_temporaries, save_checkpoint,
-                         write_json, write_text, write_yaml)
 from .config import RunConfig
 from .diagnostics import hidden_gradient_norms, spectral_stats
-from .rundir import last_evaluated_step, refuse_fresh_start
-from .lock import hold_run_dir
-
-
-class MetricsLog:
-    """Appends one JSON object per line to a .jsonl file, flushed at once."""
-
-    def __init__(self, path: Path, keep_until_step: int | None = None):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if keep_until_step is None:
-            self.path.write_text("")
-        else:  # resuming: keep what the checkpoint covers, drop what will be recomputed
-            # a torn last record (a kill inside an append) is cut here too: the run goes on from whole lines
-            kept = [r for r in read_records(self.path) if r.get("step", 0) <= keep_until_step]
-            write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-
-    def write(self, record: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+from .rundir import MetricsLog, RunDir
 
 
 def _distributed() -> tuple[int, int]:
@@ -122,7 +99,7 @@ class Run:
     net: torch.nn.Module          # the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     data_gen: torch.Generator
-    run_dir: Path
+    dir: RunDir
     first_step: int = 1
     best_valid: float | None = None
     elapsed: float = 0.0          # seconds spent before this process (a resumed run)
@@ -135,24 +112,26 @@ class Run:
     def writer(self) -> bool:
         return self.rank == 0
 
+    @property
+    def run_dir(self) -> Path:
+        return self.dir.path
+
     def wall_s(self) -> float:
         return round(self.elapsed + time.perf_counter() - self.started, 3)
 
     def checkpoint(self, step: int) -> None:
         """The model, optimizer, step and every RNG state, written atomically (rank 0 only)."""
         if self.writer:
-            save_checkpoint(self.run_dir / "checkpoint.pt", dict(
+            self.dir.save_checkpoint(dict(
                 model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                 data_rng=self.data_gen.get_state(), torch_rng=torch.get_rng_state(), step=step,
                 best_valid=self.best_valid, config=self.cfg.to_dict(), elapsed=self.wall_s()))
 
 
 # ---------------------------------------------------------------------------------------- setup
-def setup(cfg: RunConfig, resume_from: Path | None = None) -> Run:
-    """Config checks, processes, device, seeds, task, model, optimizer; then the checkpoint to resume
-    from (if any) and the run directory with its logs."""
-    cfg.validate()
-    rank, world = _distributed()
+def setup(cfg: RunConfig, run_dir: RunDir, resuming: bool, rank: int, world: int) -> Run:
+    """Device, seeds, task, model, optimizer for a validated config; then the checkpoint to resume
+    from (if ``resuming``) and the run directory with its logs."""
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {world}")
     device = resolve_device(cfg.device)
@@ -163,32 +142,24 @@ def setup(cfg: RunConfig, resume_from: Path | None = None) -> Run:
     optimizer = build_optimizer(cfg, model, task.spec.seq_len)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     run = Run(cfg=cfg, device=device, rank=rank, world=world, task=task, model=model, net=net, optimizer=optimizer,
-              data_gen=data_gen, run_dir=Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name())
-    if resume_from:
+              data_gen=data_gen, dir=run_dir)
+    if resuming:
         _restore(run)
     if run.writer:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(run.run_dir)  # a killed write's leftovers (we hold the directory)
-        # The run is not finished until finish() writes its summary: an old one (a fresh run in a used
-        # directory, or a finished run extended with more steps) must go before the new config is
-        # written, or a sweep would take it for this run's if it were cut short. A fresh run's old
-        # checkpoint goes too.
-        for stale in ("summary.json",) if resume_from else ("summary.json", "checkpoint.pt"):
-            (run.run_dir / stale).unlink(missing_ok=True)
-        write_json(run.run_dir / "config.json", cfg.to_dict())
-        write_yaml(run.run_dir / "config.yaml", cfg.to_dict())
-        keep = run.first_step - 1 if resume_from else None
-        run.log = MetricsLog(run.run_dir / "metrics.jsonl", keep)
-        run.grad_log = MetricsLog(run.run_dir / "grad_norms.jsonl", keep) if cfg.grad_norms_every else None
+        # An extended finished run keeps its summary until finish() replaces it (RunDir.begin)
+        run.dir.begin(cfg.to_dict(), resuming=resuming)
+        keep = run.first_step - 1 if resuming else None
+        run.log = run.dir.metrics_log(keep)
+        run.grad_log = run.dir.grad_norms_log(keep) if cfg.grad_norms_every else None
         for name, artifact in getattr(task, "artifacts", dict)().items():
-            save_checkpoint(run.run_dir / name, artifact)  # e.g. pmnist's permutation, saved with the run
-        run.board = _tensorboard(run.run_dir) if cfg.tensorboard else None
+            run.dir.save_artifact(name, artifact)  # e.g. pmnist's permutation, saved with the run
+        run.board = _tensorboard(run.dir) if cfg.tensorboard else None
     return run
 
 
 def _restore(run: Run) -> None:
-    path = run.run_dir / "checkpoint.pt"
-    ckpt = load_checkpoint(path)
+    path = run.dir.checkpoint_path
+    ckpt = run.dir.load_checkpoint()
     missing = [k for k in ("model", "optimizer", "data_rng", "torch_rng", "step") if k not in ckpt]
     if missing:
         raise ValueError(f"{path}: cannot resume exactly, the checkpoint lacks {', '.join(missing)} (written by an "
@@ -290,16 +261,16 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     whole run (:func:`~plainrnn.train.lock.hold_run_dir`): a second process training into it gets
     :class:`~plainrnn.train.lock.RunDirBusy` before touching a file."""
     cfg.validate()  # a bad config is one clear error and leaves no run directory behind
-    rank, _ = _distributed()  # under DDP only rank 0 writes files (Run.writer), so only it holds
-    run_dir = Path(resume_from) if resume_from else Path(cfg.out) / cfg.run_name()
-    with hold_run_dir(run_dir) if rank == 0 else contextlib.nullcontext():
+    rank, world = _distributed()  # under DDP only rank 0 writes files (Run.writer), so only it holds
+    run_dir = RunDir(resume_from) if resume_from else RunDir.of(cfg.to_dict())
+    with run_dir.hold() if rank == 0 else contextlib.nullcontext():
         if resume_from is None and rank == 0:
-            refuse_fresh_start(cfg.to_dict())  # read while held: no run is ever replaced by another
-        return _train(cfg, progress, resume_from)
+            run_dir.refuse_fresh_start(cfg.to_dict())  # read while held: no run is ever replaced by another
+        return _train(setup(cfg, run_dir, resume_from is not None, rank, world), progress)
 
 
-def _train(cfg: RunConfig, progress: bool | None, resume_from: Path | None) -> dict:
-    run = setup(cfg, resume_from)
+def _train(run: Run, progress: bool | None) -> dict:
+    cfg = run.cfg
     divergence, last_eval = None, {}
     bar = tqdm(range(run.first_step, cfg.steps + 1), desc=cfg.run_name(), leave=False, dynamic_ncols=True,
                initial=run.first_step - 1, total=cfg.steps, disable=True if progress is False or not run.writer else None)
@@ -356,8 +327,8 @@ def _deferred_interrupt():
 def finish(run: Run, divergence: Divergence | None, last_eval: dict) -> dict:
     """The summary of a run that ended (finished or diverged), its last checkpoint and summary.json."""
     cfg, spec = run.cfg, run.task.spec
-    if not last_eval and run.log is not None and run.log.path.exists():  # resumed right at the end
-        lines = read_records(run.log.path)
+    if not last_eval and run.log is not None and run.dir.has_metrics():  # resumed right at the end
+        lines = run.dir.metrics()
         last_eval = next((r for r in reversed(lines) if "test_metric" in r), {})
     nan = float("nan")
     ended = divergence is not None
@@ -373,7 +344,7 @@ def finish(run: Run, divergence: Divergence | None, last_eval: dict) -> dict:
         if ended:
             run.log.write(dict(step=divergence.step, diverged=True, reason=divergence.reason))
         run.checkpoint(summary["steps"])
-        write_json(run.run_dir / "summary.json", summary)
+        run.dir.write_summary(summary)  # atomic: an extended run's old summary until this moment
         if run.board is not None:
             run.board.close()
     return summary
@@ -381,22 +352,22 @@ def finish(run: Run, divergence: Divergence | None, last_eval: dict) -> dict:
 
 def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> dict:
     """Continues the run in ``run_dir`` from its last checkpoint (``steps`` may extend it)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "checkpoint.pt").exists():
-        raise FileNotFoundError(f"{run_dir}: no checkpoint.pt to resume from")
-    cfg = RunConfig(**read_json(run_dir / "config.json"))
+    run_dir = RunDir(run_dir)
+    if not run_dir.has_checkpoint():
+        raise FileNotFoundError(f"{run_dir}: no {RunDir.CHECKPOINT} to resume from")
+    cfg = RunConfig(**run_dir.config())
     if steps is not None:
-        floor = max(last_evaluated_step(run_dir) or 0, cfg.steps if (run_dir / "summary.json").exists() else 0)
+        floor = max(run_dir.last_evaluated_step() or 0, cfg.steps if run_dir.finished() else 0)
         if steps < floor:
             raise ValueError(f"--steps {steps} is below what {run_dir} already ran (step {floor:,}); --steps "
                              "lengthens a run, it cannot shorten one")
         cfg.steps = steps
-    return train(cfg, progress, resume_from=run_dir)
+    return train(cfg, progress, resume_from=run_dir.path)
 
 
-def _tensorboard(run_dir: Path):
+def _tensorboard(run_dir: RunDir):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:  # tensorboard is the optional extra plainrnn[tensorboard]
         raise RuntimeError("--tensorboard needs the tensorboard package: pip install 'plainrnn[tensorboard]'") from e
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return SummaryWriter(str(run_dir.tensorboard_dir))
