@@ -19,22 +19,18 @@ def train(args) -> int:
     from ..experiments.plots import run_figures
     from ..train import resume, train as train_run
     from ..train.config import load_config, parse_overrides
-    from ..train.rundir import RunDir
     progress = False if args.quiet else None
+    say = lambda folder: _say_where(Path(folder), args.quiet)  # noqa: E731 – once the run is set up
     if args.resume:
         changed = sorted(f"--{k.replace('_', '-')}" for k, v in _given(args).items() if v is not None and k != "steps")
         changed += ["--config"] * bool(args.config) + ["--set"] * bool(args.set)
         if changed:
             raise ValueError(f"--resume continues a run with its own config; {', '.join(changed)} would change it "
                              "(only --steps may be given, to lengthen it); train a new run without --resume")
-        if (Path(args.resume) / RunDir.CHECKPOINT).exists():
-            _say_where(Path(args.resume), args.quiet)
-        summary = resume(args.resume, progress=progress, steps=vars(args).get("steps"))
+        summary = resume(args.resume, progress=progress, steps=vars(args).get("steps"), on_start=say)
     else:
         cfg = load_config(args.config, {**_given(args), **parse_overrides(args.set or [])})
-        if RunDir.of(cfg.to_dict()).state(cfg.to_dict()) in ("new", "resumable"):  # else train() refuses it
-            _say_where(RunDir.of(cfg.to_dict()).path, args.quiet)
-        summary = train_run(cfg, progress=progress, resume_from=_cut_run_of(cfg))
+        summary = train_run(cfg, progress=progress, resume_from=_cut_run_of(cfg), on_start=say)
     run_figures(summary["run_dir"])
     if args.json:
         print(json.dumps(summary))

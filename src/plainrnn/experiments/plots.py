@@ -150,7 +150,7 @@ def plot_gradient_heatmaps(grads: dict[str, list[dict]], path, title: str = "‖
     """The 2017 paper's Fig. 2: one heat map per setting, updates along the abscissa, time steps along
     the ordinate (records as grad_norms.jsonl holds them: {"step": s, "norms": [...]})."""
     if not grads or not all(grads.values()):
-        raise ValueError("no gradient-norm records (grad_norms.jsonl) in these runs")
+        raise ValueError(f"no gradient-norm records ({RunDir.GRAD_NORMS}) in these runs")
     fig, axes = _panels(len(grads), title)
     for ax, (label, records) in zip(axes, grads.items()):
         image = gradient_image(records)

@@ -254,19 +254,23 @@ def evaluate(run: Run, step: int, train_loss: float, grad_norm: float) -> tuple[
 
 
 # ------------------------------------------------------------------------------------- the loop
-def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None) -> dict:
+def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None = None, on_start=None) -> dict:
     """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
 
     ``resume_from``: a run directory with a checkpoint to continue. The run directory is held for the
     whole run (:func:`~plainrnn.train.lock.hold_run_dir`): a second process training into it gets
-    :class:`~plainrnn.train.lock.RunDirBusy` before touching a file."""
+    :class:`~plainrnn.train.lock.RunDirBusy` before touching a file. ``on_start(run_dir)`` is called
+    once the run is set up and about to train (the CLI prints the directory)."""
     cfg.validate()  # a bad config is one clear error and leaves no run directory behind
     rank, world = _distributed()  # under DDP only rank 0 writes files (Run.writer), so only it holds
     run_dir = RunDir(resume_from) if resume_from else RunDir.of(cfg.to_dict())
     with run_dir.hold() if rank == 0 else contextlib.nullcontext():
         if resume_from is None and rank == 0:
             run_dir.refuse_fresh_start(cfg.to_dict())  # read while held: no run is ever replaced by another
-        return _train(setup(cfg, run_dir, resume_from is not None, rank, world), progress)
+        run = setup(cfg, run_dir, resume_from is not None, rank, world)
+        if on_start is not None and run.writer:
+            on_start(run.run_dir)
+        return _train(run, progress)
 
 
 def _train(run: Run, progress: bool | None) -> dict:
@@ -350,7 +354,7 @@ def finish(run: Run, divergence: Divergence | None, last_eval: dict) -> dict:
     return summary
 
 
-def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> dict:
+def resume(run_dir, progress: bool | None = None, steps: int | None = None, on_start=None) -> dict:
     """Continues the run in ``run_dir`` from its last checkpoint (``steps`` may extend it)."""
     run_dir = RunDir(run_dir)
     if not run_dir.has_checkpoint():
@@ -362,7 +366,7 @@ def resume(run_dir, progress: bool | None = None, steps: int | None = None) -> d
             raise ValueError(f"--steps {steps} is below what {run_dir} already ran (step {floor:,}); --steps "
                              "lengthens a run, it cannot shorten one")
         cfg.steps = steps
-    return train(cfg, progress, resume_from=run_dir.path)
+    return train(cfg, progress, resume_from=run_dir.path, on_start=on_start)
 
 
 def _tensorboard(run_dir: RunDir):
