@@ -140,11 +140,6 @@ def earlier_run(config: dict, source_dirs, runs: list[tuple[RunDir, dict]] | Non
     return max(found, key=lambda f: f[0])[1].path if found else None
 
 
-def diverged_at(run_dir) -> int | None:
-    """The step at which a finished run diverged; None if it did not."""
-    return RunDir(run_dir).diverged_at()
-
-
 def continues_from(source) -> tuple[int, bool]:
     """Where a trial taken from :func:`earlier_run`'s ``source`` starts: (step, finished). A finished run
     starts its trial at its own ``steps``; a run stopped before its end at its last evaluation, from

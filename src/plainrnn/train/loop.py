@@ -258,7 +258,7 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     """Runs one configuration; returns the summary (also written to ``<run dir>/summary.json``).
 
     ``resume_from``: a run directory with a checkpoint to continue. The run directory is held for the
-    whole run (:func:`~plainrnn.train.lock.hold_run_dir`): a second process training into it gets
+    whole run (:meth:`~plainrnn.train.rundir.RunDir.hold`): a second process training into it gets
     :class:`~plainrnn.train.lock.RunDirBusy` before touching a file. ``on_start(run_dir)`` is called
     once the run is set up and about to train (the CLI prints the directory)."""
     cfg.validate()  # a bad config is one clear error and leaves no run directory behind

@@ -98,12 +98,6 @@ class RunDir:
     def __fspath__(self) -> str:  # a RunDir goes wherever a path does (open, Path, shutil)
         return str(self.path)
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, RunDir) and self.path == other.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
-
     @property
     def name(self) -> str:
         return self.path.name
