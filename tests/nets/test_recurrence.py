@@ -71,7 +71,7 @@ def test_the_spectral_rnn_is_unchanged_in_float32(nonlinearity, learn):
 
 def test_bad_calls_are_named():
     drive, weight, slope = _inputs()
-    with pytest.raises(ValueError, match="kind must be one of none, oplu, prelu, got 'tanh'"):
-        recurrence(drive, weight, "tanh")
+    with pytest.raises(ValueError, match="kind must be one of none, oplu, prelu, relu, tanh, got 'sigmoid'"):
+        recurrence(drive, weight, "sigmoid")
     with pytest.raises(ValueError, match="slope is PReLU's"):
         recurrence(drive, weight, "none", slope)

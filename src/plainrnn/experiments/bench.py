@@ -45,7 +45,7 @@ CASES = {key: case.build for key, case in BENCH.items() if case.build is not Non
 # Cases whose side "ours" does the baseline's work and more (the same step, plus κ, a check, a geodesic
 # step ...): a ratio below 1 there is machine noise. relurnn_vs_torch compares two implementations.
 STRICTLY_MORE_WORK = frozenset(k for k in TARGETS if k not in ("relurnn_vs_torch", "path_sgd_peak_memory")
-                               and not k.startswith("spectral_"))
+                               and not k.startswith(("spectral_", "recurrence_")))
 
 
 def median_interval(values: list[float]) -> tuple[float, float]:
@@ -168,10 +168,15 @@ def _memory_probe(kind: str, quick: bool) -> tuple[int, int]:
 def time_case(key: str, quick: bool, repeats: int, max_width: float | None = None,
               max_rounds: int | None = None) -> tuple[list[float], list[float]]:
     """Build one case in this process and time its two sides (:func:`_time_pair`): seconds per call,
-    one entry per round."""
-    ours, base = CASES[key](quick)
-    return _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3, max_width=max_width,
-                      max_rounds=max_rounds)
+    one entry per round; on the case's own thread count, if it has one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BENCH[key].threads or threads)
+    try:
+        ours, base = CASES[key](quick)
+        return _time_pair(ours, base, repeats, min_seconds=0.02 if quick else 0.3, max_width=max_width,
+                          max_rounds=max_rounds)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _time_case_in_fresh_process(key: str, quick: bool, repeats: int, max_width: float | None,
@@ -238,6 +243,7 @@ def run_bench(quick: bool = False, repeats: int | None = None, only: list[str] |
         flag = verdict(key, ratio, spread, max_width)
         results[key] = dict(ratio=round(ratio, 4), target=target, met=ratio <= target and flag is None,
                             what=what, spread=spread, conclusive=flag is None, flag=flag,
+                            threads=BENCH[key].threads or torch.get_num_threads(),
                             times=dict(ours_s=t_ours, baseline_s=t_base, repeats=len(rounds_ours)), machine=machine)
     if not only or "path_sgd_peak_memory" in only:
         if progress:

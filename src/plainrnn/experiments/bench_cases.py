@@ -98,7 +98,9 @@ def case_spectral_nonlinearity(nonlinearity):
         x, y = copy_batch(B, T)
         sides = []
         for kind in (nonlinearity, "tanh"):
-            model = SpectralRNN(10, H, 9, margin=0.1, nonlinearity=kind, output="all", learn_slope=kind == "prelu")
+            # the baseline stays torch's fused tanh kernel, what these rows have always measured against
+            model = SpectralRNN(10, H, 9, margin=0.1, nonlinearity=kind, output="all", learn_slope=kind == "prelu",
+                                recurrence="torch")
             sides.append(_rnn_step(model, spectral_optimizer(model, lr=1e-4, orth_lr=1e-6), x, y, _ce))
         return tuple(sides)
     return build
@@ -129,6 +131,28 @@ def case_relurnn_vs_torch(quick):
     return run_ours, run_torch
 
 
+def case_recurrence(T, B, H, inputs, outputs, nonlinearity="relu"):
+    """ReLURNN forward + backward on our kernel (recurrence="plainrnn") against the same model on torch's
+    fused one, the same weights on both sides; the loss of the task whose shapes these are."""
+    def build(quick):
+        t, b, h = (60, 8, 16) if quick else (T, B, H)
+        torch.manual_seed(0)
+        ours = ReLURNN(inputs, h, outputs, nonlinearity=nonlinearity)
+        theirs = ReLURNN(inputs, h, outputs, nonlinearity=nonlinearity, recurrence="torch")
+        theirs.load_state_dict(ours.state_dict())
+        x = torch.rand(b, t, inputs)
+        y = torch.rand(b, 1) if outputs == 1 else torch.randint(outputs, (b,))
+        loss_fn = torch.nn.functional.mse_loss if outputs == 1 else torch.nn.functional.cross_entropy
+
+        def side(model):
+            def run():
+                model.zero_grad(set_to_none=True)
+                loss_fn(model(x), y).backward()
+            return run
+        return side(ours), side(theirs)
+    return build
+
+
 def case_mlp(kappa_every=1, fused=None, unbalanced=False):
     def build(quick):
         sizes, B = ((784, [256, 256], 10), 50) if quick else ((784, [4000, 4000], 10), 100)
@@ -150,12 +174,14 @@ def case_mlp(kappa_every=1, fused=None, unbalanced=False):
 
 @dataclass(frozen=True)
 class Case:
-    """A bench row: the ratio's target (ours / baseline must stay below it), what it measures, and the
-    function of ``quick`` that builds both sides (None: the memory row, measured in fresh processes)."""
+    """A bench row: the ratio's target (ours / baseline must stay below it), what it measures, the
+    function of ``quick`` that builds both sides (None: the memory row, measured in fresh processes), and
+    the torch threads it runs on (None: the bench's own)."""
 
     target: float
     what: str
     build: Callable | None
+    threads: int | None = None
 
 
 # The one registry of bench cases; the paper's own figures are in docs/performance.md.
@@ -188,5 +214,21 @@ BENCH = {
                                     "copy T=220, B=50, H=128", case_spectral_nonlinearity("none")),
     "spectral_oplu_vs_tanh": Case(1.20, "as spectral_none_vs_tanh with OPLU", case_spectral_nonlinearity("oplu")),
     "spectral_prelu_vs_tanh": Case(1.20, "as spectral_none_vs_tanh with a learnable PReLU", case_spectral_nonlinearity("prelu")),
+    # Our ReLU/tanh recurrence (plainrnn.nets.recurrence.rnn_layer) against torch's fused CPU kernel, the
+    # model's forward and backward: the adding problem's longest T (2016 Table 2) at batch 50 and 16, and
+    # sequential MNIST's shapes; one thread, as the sweeps run, and two.
+    "recurrence_adding_b50": Case(0.6, "ReLURNN fwd+bwd on our recurrence / on torch's fused kernel, adding T=750 "
+                                       "B=50 H=100, 1 thread", case_recurrence(750, 50, 100, 2, 1), threads=1),
+    "recurrence_adding_b16": Case(0.6, "as recurrence_adding_b50 at B=16", case_recurrence(750, 16, 100, 2, 1), threads=1),
+    "recurrence_adding_b50_tanh": Case(0.6, "as recurrence_adding_b50 with tanh units",
+                                       case_recurrence(750, 50, 100, 2, 1, "tanh"), threads=1),
+    "recurrence_smnist_h100": Case(0.6, "as recurrence_adding_b50 at sMNIST's shapes, T=784 B=50 H=100, 10 classes",
+                                   case_recurrence(784, 50, 100, 1, 10), threads=1),
+    "recurrence_smnist_h128": Case(0.6, "as recurrence_smnist_h100 with H=128", case_recurrence(784, 50, 128, 1, 10),
+                                   threads=1),
+    "recurrence_adding_b50_2threads": Case(0.6, "as recurrence_adding_b50 on 2 threads",
+                                           case_recurrence(750, 50, 100, 2, 1), threads=2),
+    "recurrence_smnist_h128_2threads": Case(0.6, "as recurrence_smnist_h128 on 2 threads",
+                                            case_recurrence(784, 50, 128, 1, 10), threads=2),
     "path_sgd_peak_memory": Case(1.10, "peak RSS of PathSGD steps / SGD steps at path_sgd_overhead shapes", None),
 }

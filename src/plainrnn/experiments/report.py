@@ -23,7 +23,7 @@ from .tables import markdown_table
 from .plots import (plot_column_panels, plot_gradient_heatmaps, plot_learning_curves, plot_mlp_panels,
                     plot_spectrum_panels, read_metrics)
 
-_IGNORED = ("seed", "name", "out", "data_dir")
+_IGNORED = ("seed", "name", "out", "data_dir", "recurrence")  # recurrence: the kernel, equal to rounding
 # The order in which a label names what varies; any other config key that varies is named after them
 # (:func:`_label_keys`), so that two settings never share a label.
 _LABEL_KEYS = ("task", "seq_len", "model", "init", "optimizer", "lr", "kappa2", "margin", "hidden", "layers",
@@ -98,12 +98,12 @@ def read_config(run: Path) -> dict:
     by different versions group together."""
     import dataclasses
 
-    from ..train.config import RunConfig
+    from ..train.config import saved_run_config
     config = RunDir(run).saved_config()
     if config is None:
         raise ValueError(f"{run}: no readable {RunDir.CONFIG} or {RunDir.CONFIG_YAML}")
     try:
-        return dataclasses.asdict(RunConfig(**config))
+        return dataclasses.asdict(saved_run_config(config))
     except TypeError:  # a key RunConfig no longer has: the config as written
         return config
 

@@ -9,11 +9,15 @@ For layers i = 1..d and steps t = 1..T, with h_0^i = 0 and h_t^0 = x_t:
 of the 2017 paper's copy experiments, Fig. 4 left). Each layer has one bias b^i, an edge from a
 constant-1 node (footnote 1), so the path norm counts it exactly once.
 
-The recurrence runs in PyTorch's fused RNN kernel (``torch._VF.rnn_relu`` / ``rnn_tanh``), the one
-``torch.nn.RNN`` uses (the linear one in :func:`plainrnn.nets.recurrence.recurrence`, the explicit
-forward and backward loops that SpectralRNN uses for it). The fused kernel wants two biases per layer;
-we hand it our single bias plus a zero buffer, which changes nothing numerically and keeps one bias
-per layer as a parameter.
+The ReLU and tanh recurrences run in :func:`plainrnn.nets.recurrence.rnn_layer` (``recurrence=
+"plainrnn"``, the default): explicit forward and backward loops of one in-place product and one
+activation per step, with the weight gradients as one product over all steps, which take about half
+the time of PyTorch's fused CPU kernel (``plainrnn bench --only relu_recurrence_vs_fused``) and equal
+it to rounding. ``recurrence="torch"`` runs that fused kernel (``torch._VF.rnn_relu`` / ``rnn_tanh``,
+the one ``torch.nn.RNN`` uses, cuDNN's on a GPU), as every run made before the default changed did;
+it wants two biases per layer, so we hand it our single bias plus a zero buffer, which changes nothing
+numerically and keeps one bias per layer as a parameter. The linear recurrence always runs in
+:func:`~plainrnn.nets.recurrence.recurrence`.
 
 Token inputs (``vocab_size=V``): the input is a [B, T] tensor of token ids and the first layer's input
 weight W_in^1 is H×V, so that token k enters as the k-th column of W_in^1 – exactly a one-hot input,
@@ -25,9 +29,10 @@ import torch
 from torch import nn
 
 from .base import RecurrentModel, check_choice
-from .recurrence import recurrence
+from .recurrence import recurrence, rnn_layer
 
 NONLINEARITIES = ("relu", "tanh", "none")
+RECURRENCES = ("plainrnn", "torch")  # whose ReLU/tanh kernel: ours (rnn_layer) or torch's fused one
 
 
 class ReLURNN(RecurrentModel):
@@ -42,6 +47,8 @@ class ReLURNN(RecurrentModel):
         bias: whether layers and the read-out carry a bias.
         output: ``"last"`` returns y_T as [B, output_size]; ``"all"`` returns y_1..y_T as [B, T, output_size].
         vocab_size: if set, inputs are token ids [B, T] and W_in^1 has one column per token.
+        recurrence: the ReLU/tanh kernel, ``"plainrnn"`` (ours) or ``"torch"`` (the fused one); the
+            same numbers to rounding (module docstring).
 
     Parameters are named ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_l{k}`` (k = 0..d−1),
     ``weight_out`` and ``bias_out``.
@@ -56,10 +63,11 @@ class ReLURNN(RecurrentModel):
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, num_layers: int = 1,
                  nonlinearity: str = "relu", bias: bool = True, output: str = "last",
-                 vocab_size: int | None = None):
+                 vocab_size: int | None = None, recurrence: str = "plainrnn"):
         super().__init__(input_size, hidden_size, output_size, num_layers, output, vocab_size)
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
-        self.nonlinearity, self.bias = nonlinearity, bias
+        check_choice("recurrence", recurrence, RECURRENCES)
+        self.nonlinearity, self.bias, self.recurrence = nonlinearity, bias, recurrence
         input_size = self.input_size
         for k in range(num_layers):
             fan_in = input_size if k == 0 else hidden_size
@@ -125,6 +133,13 @@ class ReLURNN(RecurrentModel):
                     drive = nn.functional.linear(x, self.weight_ih(k), self.layer_bias(k))
                 x = recurrence(drive, self.weight_hh(k), "none")
             return x
+        if self.recurrence == "plainrnn":  # time-major through the stack: each layer's states are the next's rows
+            states = x.transpose(0, 1)
+            for k in range(self.num_layers):
+                token_columns = k == 0 and self.vocab_size is not None  # x is W_in^1's columns: the drive
+                states = rnn_layer(states, None if token_columns else self.weight_ih(k), self.layer_bias(k),
+                                   self.weight_hh(k), self.nonlinearity)
+            return states.transpose(0, 1)
         h0 = x.new_zeros(self.num_layers, x.shape[0], self.hidden_size)
         rnn = torch._VF.rnn_relu if self.nonlinearity == "relu" else torch._VF.rnn_tanh
         states, _ = rnn(x, h0, self._flat_weights(), self.bias, self.num_layers, 0.0, self.training,
@@ -157,4 +172,4 @@ class ReLURNN(RecurrentModel):
         mode = f"vocab_size={self.vocab_size}" if self.vocab_size else f"input_size={self.input_size}"
         return (f"{mode}, hidden_size={self.hidden_size}, output_size={self.output_size}, "
                 f"num_layers={self.num_layers}, nonlinearity={self.nonlinearity!r}, bias={self.bias}, "
-                f"output={self.output!r}")
+                f"output={self.output!r}" + (", recurrence='torch'" if self.recurrence == "torch" else ""))

@@ -21,7 +21,8 @@ from torch import nn
 from ..stiefel.spectral import singular_values, spectrum_of
 from .base import RecurrentModel, check_choice
 from .init import recurrent_matrix
-from .recurrence import recurrence
+from .recurrence import recurrence, rnn_layer
+from .relu_rnn import RECURRENCES
 
 NONLINEARITIES = ("relu", "tanh", "none", "oplu", "prelu")
 
@@ -39,9 +40,10 @@ class SpectralRNN(RecurrentModel):
     PReLU). ``orthogonal_parameters()`` lists the U and V matrices for a Stiefel optimizer.
 
     Args:
-        input_size, hidden_size, output_size, num_layers, output, bias, vocab_size: as for :class:`ReLURNN`.
+        input_size, hidden_size, output_size, num_layers, output, bias, vocab_size, recurrence: as for
+            :class:`ReLURNN` (``recurrence`` picks the relu/tanh kernel).
         margin: m of eq. 10, singular values in [1 − m, 1 + m]; None: free singular values.
-        nonlinearity: "tanh", "relu" (fused kernels), "none", "oplu", "prelu"
+        nonlinearity: "tanh", "relu", "none", "oplu", "prelu"
             (:mod:`plainrnn.nets.recurrence`).
         init: U and V "orthogonal" (random) or "identity".
         prelu_slope: PReLU's slope a; learn_slope: make it a parameter.
@@ -58,8 +60,10 @@ class SpectralRNN(RecurrentModel):
     def __init__(self, input_size: int, hidden_size: int, output_size: int, margin: float | None = None,
                  nonlinearity: str = "tanh", output: str = "last", num_layers: int = 1, bias: bool = True,
                  vocab_size: int | None = None, init: str = "orthogonal", prelu_slope: float = 0.7,
-                 learn_slope: bool = False):
+                 learn_slope: bool = False, recurrence: str = "plainrnn"):
         super().__init__(input_size, hidden_size, output_size, num_layers, output, vocab_size)
+        check_choice("recurrence", recurrence, RECURRENCES)
+        self.recurrence = recurrence
         if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
             raise ValueError(f"margin must be None or a number >= 0, got {margin!r}")
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
@@ -149,7 +153,10 @@ class SpectralRNN(RecurrentModel):
         for k in range(self.num_layers):
             W = self.recurrent_weight(k)
             b = getattr(self, f"bias_l{k}") if self.bias else None
-            if self.nonlinearity in ("relu", "tanh"):
+            if self.nonlinearity in ("relu", "tanh") and self.recurrence == "plainrnn":
+                # One composite W per forward, then our loops (as ReLURNN's); ∂W flows on into U, s, V.
+                x = rnn_layer(x.transpose(0, 1), self.weight_ih(k), b, W, self.nonlinearity).transpose(0, 1)
+            elif self.nonlinearity in ("relu", "tanh"):
                 # One composite W per forward, then PyTorch's fused recurrence.
                 rnn = torch._VF.rnn_relu if self.nonlinearity == "relu" else torch._VF.rnn_tanh
                 flat = [self.weight_ih(k), W] + ([b, self._zero_bias] if self.bias else [])

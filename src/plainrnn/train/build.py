@@ -39,11 +39,12 @@ def build_model(cfg, spec: TaskSpec, generator: torch.Generator | None = None) -
         return model
     if cfg.model == "spectral":
         model = SpectralRNN(spec.input_size, cfg.hidden, spec.output_size, margin=cfg.margin,
-                            nonlinearity=cfg.resolved_nonlinearity(), num_layers=cfg.layers, **common)
+                            nonlinearity=cfg.resolved_nonlinearity(), num_layers=cfg.layers,
+                            recurrence=cfg.recurrence, **common)
         init_recurrent_(model, cfg.init, a=cfg.init_scale, generator=generator)
         return model
     model = ReLURNN(spec.input_size, cfg.hidden, spec.output_size, cfg.layers,
-                    nonlinearity=cfg.resolved_nonlinearity(), bias=cfg.bias, **common)
+                    nonlinearity=cfg.resolved_nonlinearity(), bias=cfg.bias, recurrence=cfg.recurrence, **common)
     init_rnn_(model, cfg.init, recurrent_scale=cfg.init_scale, nonrecurrent_scale=cfg.input_scale,
               generator=generator)
     return model

@@ -13,6 +13,7 @@ from ..nets.init import MLP_INITS, RECURRENT_INITS
 
 MODELS = ("relu", "tanh", "lstm", "spectral", "mlp")
 from ..nets.spectral_rnn import NONLINEARITIES  # the widest list: SpectralRNN's  # noqa: E402
+from ..nets.relu_rnn import RECURRENCES  # noqa: E402
 from .optimizers import OPTIMIZERS as _REGISTRY  # noqa: E402
 OPTIMIZERS = tuple(_REGISTRY)
 PATH_OPTIMIZERS = tuple(name for name, e in _REGISTRY.items() if e.reads_kappa)  # the ones that read κ
@@ -70,6 +71,10 @@ class RunConfig:
     layers: int = knob(1, "recurrent layers (MLP: hidden layers)", at_least=1)
     nonlinearity: str | None = knob(None, "relu or tanh; with --model spectral also none, oplu, prelu",
                                     choices=NONLINEARITIES, allowed=", ".join(NONLINEARITIES), shown="the model's")
+    recurrence: str = knob("plainrnn", "the relu/tanh recurrence's kernel: plainrnn (our loops, about half the time of "
+                           "torch's on a CPU) or torch (torch's fused kernel, cuDNN on a GPU); the same numbers to "
+                           "rounding. A run keeps the kernel it started with when resumed or extended (runs made "
+                           "before this option: torch)", choices=RECURRENCES)
     init: str = knob("identity", "recurrent init: {recurrent} (identity = IRNN); MLP: balanced (the default) or "
                      "unbalanced (the 2015 paper's: 2000 random hidden units rescaled by 10^c, c log-normal)",
                      choices=RECURRENT_INITS + MLP_INITS)
@@ -208,6 +213,26 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# What a key missing from a saved config meant when the config was written, for the knobs whose
+# default has changed since: a run made before the recurrence knob ran torch's fused kernel.
+WRITTEN_BEFORE = {"recurrence": "torch"}
+# How a run computes, not what: a resumed or extended run keeps its saved value of these whatever the
+# trial asks (so it continues bit for bit), and they never set a run apart from a trial.
+KEPT_FROM_THE_RUN = ("recurrence",)
+
+
+def saved_run_config(saved: dict) -> RunConfig:
+    """The RunConfig of a config a run directory holds (:data:`WRITTEN_BEFORE` for the keys it lacks);
+    TypeError for a key RunConfig no longer has."""
+    return RunConfig(**{**WRITTEN_BEFORE, **saved})
+
+
+def kept_from_the_run(config: dict, saved: dict) -> dict:
+    """``config`` with the run's own :data:`KEPT_FROM_THE_RUN` values (of the config it holds, ``saved``)."""
+    run = dataclasses.asdict(saved_run_config(saved))
+    return {**config, **{k: run[k] for k in KEPT_FROM_THE_RUN}}
 
 
 def _check_knob(f: dataclasses.Field, value) -> None:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..stiefel import recurrent_penalty
 from ..tasks import make_task
 from .build import build_model, build_optimizer, init_generator
-from .config import RunConfig
+from .config import RunConfig, kept_from_the_run, saved_run_config
 from .diagnostics import hidden_gradient_norms, spectral_stats
 from .rundir import MetricsLog, RunDir
 
@@ -262,6 +262,8 @@ def train(cfg: RunConfig, progress: bool | None = None, resume_from: Path | None
     :class:`~plainrnn.train.lock.RunDirBusy` before touching a file. ``on_start(run_dir)`` is called
     once the run is set up and about to train (the CLI prints the directory)."""
     cfg.validate()  # a bad config is one clear error and leaves no run directory behind
+    if resume_from is not None and (saved := RunDir(resume_from).saved_config()) is not None:
+        cfg = RunConfig(**kept_from_the_run(cfg.to_dict(), saved))  # goes on with the kernel it began with
     rank, world = _distributed()  # under DDP only rank 0 writes files (Run.writer), so only it holds
     run_dir = RunDir(resume_from) if resume_from else RunDir.of(cfg.to_dict())
     with run_dir.hold() if rank == 0 else contextlib.nullcontext():
@@ -359,7 +361,7 @@ def resume(run_dir, progress: bool | None = None, steps: int | None = None, on_s
     run_dir = RunDir(run_dir)
     if not run_dir.has_checkpoint():
         raise FileNotFoundError(f"{run_dir}: no {RunDir.CHECKPOINT} to resume from")
-    cfg = RunConfig(**run_dir.config())
+    cfg = saved_run_config(run_dir.config())
     if steps is not None:
         floor = max(run_dir.last_evaluated_step() or 0, cfg.steps if run_dir.finished() else 0)
         if steps < floor:

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from .checkpoint import load_checkpoint, read_json, read_records, save_checkpoint, write_json, write_text, write_yaml
-from .config import RunConfig
+from .config import KEPT_FROM_THE_RUN, WRITTEN_BEFORE, RunConfig, kept_from_the_run, saved_run_config
 from .lock import RunDirBusy, hold_lock, lock_holder
 
 __all__ = ["RunDir", "RunDirTaken", "RunDirBusy", "MetricsLog", "config_differences", "trial_state",
@@ -39,17 +39,18 @@ class RunDirTaken(ValueError):
     """The run directory holds results that training this config afresh would delete."""
 
 
-# Keys that say where and how a run is kept, not what it computes: the same trial read from another
-# folder or resumed on another device, with or without TensorBoard, is the same trial.
-_INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every")
+# Keys that say where and how a run is kept or computed, not what it computes: the same trial read from
+# another folder or resumed on another device, with or without TensorBoard, by either kernel, is the same trial.
+_INCIDENTAL = ("out", "data_dir", "device", "tensorboard", "checkpoint_every") + KEPT_FROM_THE_RUN
 
 
 def config_differences(saved: dict, config: dict) -> dict[str, tuple] | None:
     """The keys in which a run directory's config differs from this trial's, as ``{key: (saved, wanted)}``.
-    A key added to RunConfig since the run was made takes its default, so a new option does not set a
-    run apart from the trial it was; None when the saved config has a key RunConfig no longer has."""
+    A key added to RunConfig since the run was made takes its default (or what it meant then:
+    :data:`~plainrnn.train.config.WRITTEN_BEFORE`), so a new option does not set a run apart from the
+    trial it was; None when the saved config has a key RunConfig no longer has."""
     try:
-        old = dataclasses.asdict(RunConfig(**saved))
+        old = dataclasses.asdict(saved_run_config(saved))
     except TypeError:
         return None
     return {k: (old.get(k), v) for k, v in config.items() if k not in _INCIDENTAL and old.get(k) != v}
@@ -312,14 +313,16 @@ class RunDir:
                 shutil.copy2(path, target.path / path.name)
         if summary is not None:
             target.write_summary(dict(summary, run_dir=str(target.path)))
-        target.write_config(RunConfig(**config).to_dict())
+        # the run's own kernel (KEPT_FROM_THE_RUN): its checkpoint goes on as it was computed
+        target.write_config(RunConfig(**kept_from_the_run(config, self.saved_config() or {})).to_dict())
 
     def publish_into(self, target: "RunDir", checkpoint: bool) -> bool:
         """Copies this run into a results folder: config.yaml alone, the summary when it finished,
         metrics.jsonl up to its last whole line, and with ``checkpoint`` the checkpoint of a run cut
         short. Returns whether it was published finished."""
         target.path.mkdir(parents=True, exist_ok=True)
-        write_yaml(target.path / self.CONFIG_YAML, self.saved_config())
+        # every key it meant, written out (WRITTEN_BEFORE): a published config reruns as it ran
+        write_yaml(target.path / self.CONFIG_YAML, {**WRITTEN_BEFORE, **self.saved_config()})
         # Whether it finished, before its metrics: a run writes its summary after its last line.
         finished = self.finished()
         # The checkpoint before the metrics: a run still training writes its metrics line, then its
