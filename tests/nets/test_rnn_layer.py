@@ -125,3 +125,35 @@ def test_spectral_rnn_equals_itself_on_torchs_kernel(nonlinearity):
 def test_the_kernel_is_named_in_the_models_repr():
     assert "recurrence='torch'" in repr(pr.ReLURNN(2, 4, 1, recurrence="torch"))
     assert "recurrence" not in repr(pr.ReLURNN(2, 4, 1))
+
+
+def test_the_compiled_loops_are_built_here_and_taken():
+    """CI has g++ and ninja: the route that trains is the one tested."""
+    from plainrnn import native
+    from plainrnn.nets import recurrence as module
+    assert native.kernel() is not None and hasattr(native.kernel(), "recurrence_forward_")
+    assert module._compiled(torch.zeros(2, 1, 1), torch.zeros(1, 1)) is native.kernel()
+    assert module._compiled(torch.zeros(2, 1, 1, dtype=torch.bfloat16), torch.zeros(1, 1)) is None
+
+
+@pytest.mark.parametrize("kind", ["relu", "tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_compiled_loops_give_the_python_loops_numbers_bit_for_bit(kind, dtype, monkeypatch):
+    """A run resumed where the extension cannot be built goes on with the same numbers; a NaN drive
+    (a run about to diverge) is carried the same way too."""
+    from plainrnn.nets import recurrence as module
+    g = torch.Generator().manual_seed(5)
+    drive = torch.randn(40, 6, 12, generator=g, dtype=dtype)
+    drive[7, 2, 3] = float("nan")
+    weight = torch.randn(12, 12, generator=g, dtype=dtype) / 3
+    upstream = torch.randn(40, 6, 12, generator=g, dtype=dtype)
+    results = []
+    for route in ("compiled", "python"):
+        if route == "python":
+            monkeypatch.setattr(module, "_compiled", lambda *tensors: None)
+        d, w = drive.clone().requires_grad_(), weight.clone().requires_grad_()
+        out = rnn_layer(d, None, None, w, kind)
+        results.append([out.detach(), *torch.autograd.grad(out, [d, w], upstream)])
+    for a, b in zip(*results):
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+    assert results[0][0].isnan().any() and not results[0][0][:7].isnan().any()

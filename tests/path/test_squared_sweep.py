@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from plainrnn import native
 from plainrnn.path import kernels
 from plainrnn.path.kernels import squared_sweep_
 
@@ -97,11 +98,11 @@ def test_a_lock_left_by_an_interrupted_build_does_not_hang_the_next_one():
     (Ctrl-C) leaves one, and every later Path-SGD run on an MLP hung. A fresh process must now clear it
     (nobody holds build.flock) and load the kernel."""
     assert kernels.kernel() is not None  # built and cached: the fresh process below only loads it
-    stale = kernels._build_directory(kernels._build_name()) / "lock"
+    stale = native._build_directory(native._build_name()) / "lock"
     stale.touch()
     try:
-        done = subprocess.run([sys.executable, "-c", "from plainrnn.path import kernels; "
-                               "print(kernels._compile() is not None)"],
+        done = subprocess.run([sys.executable, "-c", "from plainrnn import native; "
+                               "print(native._compile() is not None)"],
                               capture_output=True, text=True, timeout=180)
     except subprocess.TimeoutExpired:
         pytest.fail("the build waited on a lock that no process holds")
@@ -113,10 +114,10 @@ def test_a_lock_left_by_an_interrupted_build_does_not_hang_the_next_one():
 def test_without_a_compiler_it_warns_once_and_falls_back(monkeypatch):
     def broken():
         raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
-    monkeypatch.setattr(kernels, "_compile", broken)
-    monkeypatch.setattr(kernels, "_module", None)
-    monkeypatch.setattr(kernels, "_tried", False)
-    with pytest.warns(RuntimeWarning, match=r"could not build the squared-sweep kernel \(Ninja is required"):
+    monkeypatch.setattr(native, "_compile", broken)
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_tried", False)
+    with pytest.warns(RuntimeWarning, match=r"could not build its C\+\+ kernels \(Ninja is required"):
         assert kernels.kernel() is None
     P = _problem(5, 9, torch.float64)
     rows, _ = squared_sweep_(P["W"], P["gin"])

@@ -16,7 +16,9 @@ nodes and replays them one by one:
   activation, the backward the same two per step (torch's own ``threshold_backward``/``tanh_backward``,
   the derivatives torch's relu and tanh use, so the numbers equal torch's to rounding), then ∂W, ∂W_in
   and ∂b as one product or sum each over all T·B rows. ReLU's φ' is read from h (h > 0), tanh's as
-  1 − h², so only the states are kept.
+  1 − h², so only the states are kept. On the CPU both loops run in plainrnn's C++ extension
+  (:mod:`plainrnn.native`, ``csrc/recurrence.cpp``): the same ATen product per step and the same
+  activation arithmetic, without Python's dispatch of 2T small ops per pass; the same numbers.
 * :func:`recurrence` (φ = identity, OPLU, PReLU, and ReLU/tanh from a given drive): the nonlinearities
   torch has no fused kernel for. OPLU maps each pair of units (a, b) to (max(a, b), min(a, b)) (its
   Jacobian permutes the pair); PReLU has slope a (learnable or not).
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from ..native import kernel
 
 ACTIVATIONS = ("none", "oplu", "prelu")
 FUSED = ("relu", "tanh")  # the ones rnn_layer runs (torch has fused kernels for these two)
@@ -104,8 +108,19 @@ class _Recurrence(torch.autograd.Function):
         return grad_pre.transpose(0, 1), grad_weight, grad_slope, None
 
 
+def _compiled(*tensors: torch.Tensor):
+    """plainrnn's C++ extension when it runs these tensors (CPU, float32 or float64), else None: the
+    same loops then run from Python (the same ATen product per step: the same numbers, bit for bit)."""
+    if all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors):
+        return kernel()
+    return None
+
+
 def _forward_steps(states: torch.Tensor, weight: torch.Tensor, kind: str) -> None:
     """In place: ``states`` (T × B × H) holds the drives d_t on entry and h_t = φ(d_t + h_{t−1} Wᵀ) on exit."""
+    if (module := _compiled(states, weight)) is not None:  # the loop without Python's dispatch per op
+        module.recurrence_forward_(states, weight.t(), kind == "relu")
+        return
     activation = torch.relu_ if kind == "relu" else torch.tanh_
     steps, weight_t = states.unbind(0), weight.t()  # unbind: T views at once, not T indexing calls
     activation(steps[0])
@@ -116,6 +131,9 @@ def _forward_steps(states: torch.Tensor, weight: torch.Tensor, kind: str) -> Non
 
 def _backward_steps(grad: torch.Tensor, states: torch.Tensor, weight: torch.Tensor, kind: str) -> None:
     """In place: ``grad`` holds ∂h_t from above on entry and ∂z_t = φ'(z_t) ⊙ (∂h_t + ∂z_{t+1} W) on exit."""
+    if (module := _compiled(grad, states, weight)) is not None:
+        module.recurrence_backward_(grad, states, weight, kind == "relu")
+        return
     grads, steps = grad.unbind(0), states.unbind(0)
     for t in reversed(range(len(steps))):
         if t + 1 < len(steps):

@@ -50,7 +50,7 @@ class FusedMLPStep:
         if p != 2.0:
             return f"the fused route is for p = 2, got p = {p}"
         if kernel() is None:
-            return "the squared-sweep kernel could not be built here (see the warning above, or PLAINRNN_KERNELS=0)"
+            return "plainrnn's C++ kernels could not be built here (see the warning above, or PLAINRNN_KERNELS=0)"
         return None
 
     @classmethod

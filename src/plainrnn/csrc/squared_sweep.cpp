@@ -1,4 +1,5 @@
 // One pass over a weight matrix W (n × m) for Path-SGD on an MLP; see plainrnn/path/kernels.py.
+// (This file also holds the extension's bindings, recurrence.cpp's among them: see plainrnn/native.py.)
 //
 //   optionally  W ← W − lr · G ∘ (row_factor ⊗ col_factor)        (Path-SGD update, eq. 8, κ = rows ⊗ cols)
 //   then        row_out = (W∘W) gin,   col_out = (W∘W)ᵀ gout       (Algorithm 1, lines 3 and 5, p = 2)
@@ -197,8 +198,11 @@ std::vector<torch::Tensor> squared_sweep(torch::Tensor W, c10::optional<torch::T
   return {row_out, col_out};
 }
 
+void register_recurrence(pybind11::module_& m);  // recurrence.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("squared_sweep", &squared_sweep, "update W and/or compute (W∘W) gin and (W∘W)ᵀ gout in one pass",
         py::arg("W"), py::arg("gin"), py::arg("gout"), py::arg("G"), py::arg("row_factor"),
         py::arg("col_factor"), py::arg("lr"));
+  register_recurrence(m);
 }
