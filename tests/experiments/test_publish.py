@@ -22,7 +22,7 @@ def _base(out, *extra):
 def _cut_run(out, steps=8, at_evaluation=2):
     """A trial stopped at an evaluation, as a machine lost at the end of a session leaves it."""
     (trial,) = build_trials(_base(out, f"steps={steps}"), parse_grid(["lr=1e-2"]), 1, out / "s")
-    train_until_the_machine_goes(trial["config"], at_evaluation)
+    train_until_the_machine_goes(trial.config, at_evaluation)
     return out / "s" / "lr-1e-2-s0"
 
 
@@ -43,7 +43,7 @@ def test_a_cut_run_goes_without_summary_and_never_replaces_a_run_that_got_furthe
     longer run, and publishing it when it has got further replaces it."""
     whole = run_sweep(_base(tmp_path / "old", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s",
                       progress=False)
-    assert whole["results"][0]["status"] == "ok"
+    assert whole["results"][0].status == "ok"
     publish(tmp_path / "old" / "s", tmp_path / "results")
     published = tmp_path / "results" / "lr-1e-2-s0"
     before = {p.name: p.read_bytes() for p in published.iterdir()}
@@ -59,7 +59,7 @@ def test_a_cut_run_goes_without_summary_and_never_replaces_a_run_that_got_furthe
     assert [json.loads(line)["step"] for line in (fresh / "metrics.jsonl").read_text().splitlines()] == [2]
     # the run, resumed to its end, replaces its cut copy
     res = run_sweep(_base(tmp_path / "new", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
-    assert res["results"][0]["status"] == "resumed"
+    assert res["results"][0].status == "resumed"
     assert publish(cut.parent, tmp_path / "fresh") == {"finished": ["lr-1e-2-s0"], "cut": [], "kept": [],
                                                             "not evaluated": []}
     assert (fresh / "summary.json").exists()
@@ -119,7 +119,7 @@ def test_with_checkpoints_a_cut_run_resumes_on_a_new_machine_to_the_numbers_of_a
     (tmp_path / "old").rename(tmp_path / "lost")  # the old machine's runs/ is gone
     res = run_sweep(_base(tmp_path / "new", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False,
                     extend=tmp_path / "results")
-    assert [r["status"] for r in res["results"]] == ["resumed"]
+    assert [r.status for r in res["results"]] == ["resumed"]
     whole = run_sweep(_base(tmp_path / "whole", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s",
                       progress=False)
     strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "wall_s"}  # noqa: E731

@@ -35,7 +35,7 @@ def test_absurd_lr_is_diverged_failures_are_contained_and_selection_is_on_valida
     assert len(failed) == 4 and all("hidden_size must be even" in t["error"] for t in failed)
     # Running it again reuses every finished trial.
     again = run_sweep(base, parse_grid(["lr=1e-2,1e12", "hidden=8,7"]), seeds=2, workers=2, progress=False)
-    assert sum(r.get("status") == "reused" for r in again["results"]) == 4  # failed trials are retried
+    assert sum(r.status == "reused" for r in again["results"]) == 4  # failed trials are retried
 
 
 def test_report_counts_diverged_and_writes_curves(tmp_path):
@@ -170,7 +170,7 @@ def test_every_reproduction_recipe_is_a_valid_sweep(tmp_path):
             for values in ([] if isinstance(grid, list) else grid.values()):
                 n *= len(values)
             assert len(trials) == n * plan["seeds"], name
-            assert len({t["config"]["name"] for t in trials}) == len(trials), f"{name}: two trials share a run directory"
+            assert len({t.config["name"] for t in trials}) == len(trials), f"{name}: two trials share a run directory"
             assert "grid" not in plan["overrides"] and "seeds" not in plan["overrides"], name
 
 
@@ -219,7 +219,7 @@ def test_reproduce_lists_its_trials_as_done_resumable_or_new_and_runs_only_what_
     assert out.stdout.count("| margin=") == 1 and "| margin=0.1 " in out.stdout
     base = load_config(None, {**RECIPES["orth-copy"]["base"], "steps": 4, "eval_every": 2, "seq_len": 6, "hidden": 4,
                               "out": str(tmp_path)})
-    trials = {t["setting"]: t["config"] for t in build_trials(base, RECIPES["orth-copy"]["grid"], 1, tmp_path / "orth-copy")}
+    trials = {t.setting: t.config for t in build_trials(base, RECIPES["orth-copy"]["grid"], 1, tmp_path / "orth-copy")}
     cut_short = tmp_path / "orth-copy" / f"margin-1-s{base.seed}"  # a trial killed before its summary
     cut_short.mkdir()
     (cut_short / "config.json").write_text(json.dumps(trials["margin=1"]))
@@ -295,7 +295,7 @@ def test_explicit_settings_pair_values_that_belong_together(tmp_path):
     from plainrnn.experiments.sweep import build_trials
     base = load_config(None, {"out": str(tmp_path)})
     trials = build_trials(base, [dict(optimizer="sgd", lr="1"), dict(optimizer="adam", lr="1e-3")], 2, tmp_path)
-    assert [(t["config"]["optimizer"], t["config"]["lr"], t["config"]["seed"]) for t in trials] == [
+    assert [(t.config["optimizer"], t.config["lr"], t.config["seed"]) for t in trials] == [
         ("sgd", 1.0, 0), ("sgd", 1.0, 1), ("adam", 1e-3, 0), ("adam", 1e-3, 1)]
 
 
@@ -482,29 +482,29 @@ def test_a_trial_cut_short_resumes_from_its_checkpoint_to_the_same_numbers(tmp_p
     from oracles import train_killed_after
     from plainrnn.train import RunConfig
     base = _base(tmp_path, "optimizer=path-sgd", "checkpoint_every=5", "steps=20", "eval_every=5")
-    whole, cut = (build_trials(base, [dict(lr="1e-2")], 1, tmp_path / name)[0]["config"] for name in ("a", "b"))
+    whole, cut = (build_trials(base, [dict(lr="1e-2")], 1, tmp_path / name)[0].config for name in ("a", "b"))
     reference = run_trial(whole)
     train_killed_after(RunConfig(**cut), 12)  # killed after step 12: last checkpoint at 10
     resumed = run_trial(cut)
-    assert resumed["status"] == "resumed"
-    rows = [json.loads(line) for line in open(Path(resumed["run_dir"]) / "metrics.jsonl")]
+    assert resumed.status == "resumed"
+    rows = [json.loads(line) for line in open(Path(resumed.run_dir) / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [5, 10, 15, 20]
-    assert resumed["test_metric"] == reference["test_metric"] and resumed["valid_metric"] == reference["valid_metric"]
+    assert resumed.test_metric == reference.test_metric and resumed.valid_metric == reference.valid_metric
 
 
 def test_a_run_made_before_a_config_key_existed_is_still_reused(tmp_path):
     from plainrnn.experiments.sweep import build_trials, run_trial
-    config = build_trials(_base(tmp_path), [dict(lr="1e-2")], 1, tmp_path / "s")[0]["config"]
+    config = build_trials(_base(tmp_path), [dict(lr="1e-2")], 1, tmp_path / "s")[0].config
     first = run_trial(config)
-    saved = Path(first["run_dir"]) / "config.json"
+    saved = Path(first.run_dir) / "config.json"
     old = json.loads(saved.read_text())
     del old["max_unit_step"]  # as written by a version without that option
     saved.write_text(json.dumps(old))
-    assert run_trial(config)["status"] == "reused"
+    assert run_trial(config).status == "reused"
     old["removed_option"] = 1
     saved.write_text(json.dumps(old))
     res = run_trial(config)  # a config that no longer fits: its results are kept, not run over
-    assert res["status"] == "failed" and res["error"].endswith("holds the results of another config "
+    assert res.status == "failed" and res.error.endswith("holds the results of another config "
                                                                 "(a config this version cannot read)")
 
 

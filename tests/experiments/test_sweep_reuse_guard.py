@@ -35,16 +35,16 @@ def test_a_rerun_with_another_config_refuses_before_touching_anything(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file() and p.name != ".lock"} == before
     # where a run is kept is not what it computes: the same sweep from another spelling of its folder
     same = run_sweep(_base(f"{tmp_path}/.", "steps=4", "tensorboard=true"), grid, workers=1, name="s", progress=False)
-    assert [r["status"] for r in same["results"]] == ["reused", "reused"]
+    assert [r.status for r in same["results"]] == ["reused", "reused"]
 
 
 def test_more_steps_extend_the_finished_runs_to_the_numbers_of_runs_made_that_long(tmp_path):
     grid = parse_grid(["lr=1e-2,1e-3"])
     run_sweep(_base(tmp_path / "a", "steps=4"), grid, workers=1, name="s", progress=False)
     longer = _base(tmp_path / "a", "steps=8")
-    assert [trial_state(t["config"]) for t in build_trials(longer, grid, 1, tmp_path / "a" / "s")] == ["resumable"] * 2
+    assert [trial_state(t.config) for t in build_trials(longer, grid, 1, tmp_path / "a" / "s")] == ["resumable"] * 2
     res = run_sweep(longer, grid, workers=1, name="s", progress=False)
-    assert [r["status"] for r in res["results"]] == ["resumed", "resumed"]
+    assert [r.status for r in res["results"]] == ["resumed", "resumed"]
     whole = run_sweep(_base(tmp_path / "b", "steps=8"), grid, workers=1, name="s", progress=False)
     for name in ("lr-1e-2-s0", "lr-1e-3-s0"):
         extended, direct = _metrics(tmp_path / "a" / "s" / name), _metrics(tmp_path / "b" / "s" / name)
@@ -64,20 +64,20 @@ def test_an_extension_cut_short_is_resumable_not_done_with_the_shorter_runs_summ
     with mock.patch("plainrnn.train.loop.evaluate", side_effect=KeyboardInterrupt):  # killed at its next evaluation
         with pytest.raises(KeyboardInterrupt):
             from plainrnn.experiments.sweep import run_trial
-            run_trial(trial["config"])
+            run_trial(trial.config)
     assert (tmp_path / "s" / "lr-1e-2-s0" / "summary.json").read_bytes() == before
-    assert trial_state(trial["config"]) == "resumable"
-    resumed = run_trial(trial["config"])
-    assert resumed["status"] == "resumed" and resumed["steps"] == 8
+    assert trial_state(trial.config) == "resumable"
+    resumed = run_trial(trial.config)
+    assert resumed.status == "resumed" and resumed.steps == 8
     assert json.loads((tmp_path / "s" / "lr-1e-2-s0" / "summary.json").read_text())["steps"] == 8
 
 
 def test_a_diverged_run_stays_done_when_more_steps_are_asked(tmp_path):
     grid = parse_grid(["lr=1e12"])
     first = run_sweep(_base(tmp_path, "steps=4"), grid, workers=1, name="s", progress=False)
-    assert first["results"][0]["diverged"]
+    assert first["results"][0].diverged
     (trial,) = build_trials(_base(tmp_path, "steps=8"), grid, 1, tmp_path / "s")
-    assert trial_state(trial["config"]) == "done"
+    assert trial_state(trial.config) == "done"
 
 
 def test_list_shows_a_conflict_and_the_cli_refuses_in_one_line(tmp_path):
@@ -102,7 +102,7 @@ def test_extend_from_continues_another_sweeps_shorter_runs_to_the_numbers_of_a_r
     cpu_files = {p: p.read_bytes() for p in (tmp_path / "cpu").rglob("*") if p.is_file() and p.name != ".lock"}
     full = _base(tmp_path / "full", "steps=8", "eval_every=4")
     res = run_sweep(full, grid, workers=1, name="s", progress=False, extend=tmp_path / "cpu" / "s")
-    assert len(res["extended"]) == 2 and [r["status"] for r in res["results"]] == ["resumed", "resumed"]
+    assert len(res["extended"]) == 2 and [r.status for r in res["results"]] == ["resumed", "resumed"]
     whole = run_sweep(_base(tmp_path / "whole", "steps=8", "eval_every=4"), grid, workers=1, name="s", progress=False)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     for name in ("lr-1e-2-s0", "lr-1e-3-s0"):
@@ -113,9 +113,9 @@ def test_extend_from_continues_another_sweeps_shorter_runs_to_the_numbers_of_a_r
     assert {p: p.read_bytes() for p in (tmp_path / "cpu").rglob("*") if p.is_file() and p.name != ".lock"} == cpu_files
     # another config (clip), the same length at another eval_every, or a longer source: not this trial's run
     (trial,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
-    assert earlier_run(trial["config"], tmp_path / "other" / "s") is None
-    assert earlier_run(trial["config"], tmp_path / "full" / "s") is None
-    assert earlier_run(trial["config"], tmp_path / "cpu" / "s") == tmp_path / "cpu" / "s" / "lr-1e-2-s0"
+    assert earlier_run(trial.config, tmp_path / "other" / "s") is None
+    assert earlier_run(trial.config, tmp_path / "full" / "s") is None
+    assert earlier_run(trial.config, tmp_path / "cpu" / "s") == tmp_path / "cpu" / "s" / "lr-1e-2-s0"
     (short,) = build_trials(_base(tmp_path / "y", "steps=2"), parse_grid(["lr=1e-2"]), 1, tmp_path / "y" / "s")
     assert extend_from([short], tmp_path / "cpu" / "s") == []
 
@@ -129,7 +129,7 @@ def test_extend_from_takes_the_same_trial_of_another_grid_as_it_is_and_the_longe
     table_grid = [dict(lr="1e-2", seq_len=6), dict(lr="1e-2", seq_len=8)]  # another grid: other folder names
     table = run_sweep(_base(tmp_path / "table", "steps=4"), table_grid, workers=1, name="s", progress=False,
                       extend=[tmp_path / "study" / "s"])
-    assert [r["status"] for r in table["results"]] == ["reused", "ok"] and len(table["extended"]) == 1
+    assert [r.status for r in table["results"]] == ["reused", "ok"] and len(table["extended"]) == 1
     taken = tmp_path / "table" / "s" / "lr-1e-2_seq_len-6-s0"
     assert _metrics(taken) == _metrics(tmp_path / "study" / "s" / "lr-1e-2-s0")
     assert json.loads((taken / "summary.json").read_text())["run_dir"] == str(taken)
@@ -137,25 +137,25 @@ def test_extend_from_takes_the_same_trial_of_another_grid_as_it_is_and_the_longe
     run_sweep(_base(tmp_path / "longer", "steps=6"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False)
     (trial,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
     both = [tmp_path / "study" / "s", tmp_path / "longer" / "s"]
-    assert earlier_run(trial["config"], both) == tmp_path / "longer" / "s" / "lr-1e-2-s0"
-    assert earlier_run(trial["config"], both[::-1]) == tmp_path / "longer" / "s" / "lr-1e-2-s0"
+    assert earlier_run(trial.config, both) == tmp_path / "longer" / "s" / "lr-1e-2-s0"
+    assert earlier_run(trial.config, both[::-1]) == tmp_path / "longer" / "s" / "lr-1e-2-s0"
 
 
 def test_extend_from_takes_a_diverged_shorter_run_as_done(tmp_path):
     """More steps cannot undo a divergence: the trial is done with the shorter run's summary."""
     grid = parse_grid(["lr=1e3"])
     short = run_sweep(_base(tmp_path / "cpu", "steps=4", "diverge_above=1.5"), grid, workers=1, name="s", progress=False)
-    assert short["results"][0]["diverged"]
+    assert short["results"][0].diverged
     res = run_sweep(_base(tmp_path / "full", "steps=8", "diverge_above=1.5"), grid, workers=1, name="s",
                     progress=False, extend=tmp_path / "cpu" / "s")
     (result,) = res["results"]
-    assert result["status"] == "reused" and result["diverged"]
-    assert result["run_dir"] == str(tmp_path / "full" / "s" / "lr-1e3-s0")
+    assert result.status == "reused" and result.diverged
+    assert result.run_dir == str(tmp_path / "full" / "s" / "lr-1e3-s0")
     # published (no checkpoint) it is the trial's end all the same
     (tmp_path / "cpu" / "s" / "lr-1e3-s0" / "checkpoint.pt").unlink(missing_ok=True)
     again = run_sweep(_base(tmp_path / "new", "steps=8", "diverge_above=1.5"), grid, workers=1, name="s",
                       progress=False, extend=tmp_path / "cpu" / "s")
-    assert [(r["status"], r["diverged"]) for r in again["results"]] == [("reused", True)]
+    assert [(r.status, r.diverged) for r in again["results"]] == [("reused", True)]
 
 
 def test_reproduce_list_says_which_run_a_trial_takes_and_that_a_diverged_one_needs_no_checkpoint(tmp_path, capsys):
@@ -167,7 +167,7 @@ def test_reproduce_list_says_which_run_a_trial_takes_and_that_a_diverged_one_nee
             "--only", "margin=0", "--only", "margin=1"]
     base = load_config(None, {**RECIPES["orth-copy"]["base"], "steps": 4, "eval_every": 2, "seq_len": 6, "hidden": 4,
                               "out": str(tmp_path / "short")})
-    trials = {t["setting"]: t["config"] for t in build_trials(base, RECIPES["orth-copy"]["grid"], 1, tmp_path / "pub")}
+    trials = {t.setting: t.config for t in build_trials(base, RECIPES["orth-copy"]["grid"], 1, tmp_path / "pub")}
     for margin, summary in (("0", dict(diverged=True, diverged_step=3, steps=3)), ("1", dict(diverged=False, steps=4))):
         run = tmp_path / "pub" / f"margin-{margin}-s{base.seed}"  # published: config, summary, metrics
         run.mkdir(parents=True)
@@ -197,16 +197,16 @@ def test_extend_from_continues_a_run_stopped_before_its_end_to_the_numbers_of_a_
     from plainrnn.experiments.sweep import earlier_run
     grid = parse_grid(["lr=1e-2"])
     (probe,) = build_trials(_base(tmp_path / "probe", "steps=8"), grid, 1, tmp_path / "probe" / "s")
-    train_until_the_machine_goes(probe["config"])  # the machine goes at the run's second evaluation
+    train_until_the_machine_goes(probe.config)  # the machine goes at the run's second evaluation
     stopped = tmp_path / "probe" / "s" / "lr-1e-2-s0"
     assert not (stopped / "summary.json").exists() and [r["step"] for r in _metrics(stopped)] == [2]
     probe_files = {p: p.read_bytes() for p in (tmp_path / "probe").rglob("*") if p.is_file() and p.name != ".lock"}
     table_grid = [dict(lr="1e-2", seq_len=6)]  # another grid: another folder name for the same trial
     (trial,) = build_trials(_base(tmp_path / "t", "steps=8"), table_grid, 1, tmp_path / "t" / "s")
-    assert earlier_run(trial["config"], tmp_path / "probe" / "s") == stopped
+    assert earlier_run(trial.config, tmp_path / "probe" / "s") == stopped
     res = run_sweep(_base(tmp_path / "t", "steps=8"), table_grid, workers=1, name="s", progress=False,
                     extend=tmp_path / "probe" / "s")
-    assert len(res["extended"]) == 1 and [r["status"] for r in res["results"]] == ["resumed"]
+    assert len(res["extended"]) == 1 and [r.status for r in res["results"]] == ["resumed"]
     whole = run_sweep(_base(tmp_path / "whole", "steps=8"), grid, workers=1, name="s", progress=False)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     continued = _metrics(tmp_path / "t" / "s" / "lr-1e-2_seq_len-6-s0")
@@ -215,7 +215,7 @@ def test_extend_from_continues_a_run_stopped_before_its_end_to_the_numbers_of_a_
     assert {p: p.read_bytes() for p in (tmp_path / "probe").rglob("*") if p.is_file() and p.name != ".lock"} == probe_files
     # a stopped run of more steps than the trial's is not its beginning
     (shorter,) = build_trials(_base(tmp_path / "u", "steps=4"), grid, 1, tmp_path / "u" / "s")
-    assert earlier_run(shorter["config"], tmp_path / "probe" / "s") is None
+    assert earlier_run(shorter.config, tmp_path / "probe" / "s") is None
 
 
 def test_extend_from_a_published_folder_takes_its_finished_runs_on_a_new_machine(tmp_path):
@@ -233,17 +233,17 @@ def test_extend_from_a_published_folder_takes_its_finished_runs_on_a_new_machine
             shutil.copy2(run_dir / name, published / run_dir.name / name)
     again = run_sweep(_base(tmp_path / "new", "steps=4"), parse_grid(["lr=1e-2,1e-3"]), workers=1, name="s",
                       progress=False, extend=published)
-    assert [r["status"] for r in again["results"]] == ["reused", "reused"]
+    assert [r.status for r in again["results"]] == ["reused", "reused"]
     assert _metrics(tmp_path / "new" / "s" / "lr-1e-2-s0") == _metrics(published / "lr-1e-2-s0")
     (longer,) = build_trials(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), 1, tmp_path / "x" / "s")
     from plainrnn.experiments.sweep import earlier_run
-    assert earlier_run(longer["config"], published) is None
+    assert earlier_run(longer.config, published) is None
     # a run published with its checkpoint (a cell cut at a session's end) is continued from it
     shutil.copy2(tmp_path / "made" / "s" / "lr-1e-2-s0" / "checkpoint.pt", published / "lr-1e-2-s0" / "checkpoint.pt")
-    assert earlier_run(longer["config"], published) == published / "lr-1e-2-s0"
+    assert earlier_run(longer.config, published) == published / "lr-1e-2-s0"
     res = run_sweep(_base(tmp_path / "x", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s", progress=False,
                     extend=published)
     whole = run_sweep(_base(tmp_path / "whole", "steps=8"), parse_grid(["lr=1e-2"]), workers=1, name="s",
                       progress=False)
-    assert [r["status"] for r in res["results"]] == ["resumed"]
+    assert [r.status for r in res["results"]] == ["resumed"]
     assert res["rows"][0]["median_test"] == whole["rows"][0]["median_test"]

@@ -80,6 +80,6 @@ def test_the_2017_copy_recipes_run_without_a_transition_nonlinearity(tmp_path):
     for name in ("orth-copy", "orth-copy-500", "orth-fig2", "orth-fig4a", "orth-fig4b", "orth-fig4c", "orth-fig4d"):
         plan = plan_of(name)
         base = load_config(None, {**RECIPES[name]["base"], **plan["overrides"], "out": str(tmp_path)})
-        assert {t["config"]["nonlinearity"] for t in build_trials(base, plan["grid"], 1, tmp_path)} == {"none"}, name
+        assert {t.config["nonlinearity"] for t in build_trials(base, plan["grid"], 1, tmp_path)} == {"none"}, name
         # Fig. 4's soft constraints on a cost summed over time (the recipes say why); Figs. 1-2 on the mean
         assert base.loss_over_time == ("sum" if name.startswith("orth-fig4") else "mean"), name

@@ -50,7 +50,7 @@ def test_new_runs_take_our_kernel_and_say_so(tmp_path):
 
 def test_an_old_run_resumed_by_a_sweep_keeps_torchs_kernel_bit_for_bit(tmp_path, ours_refused):
     base = load_config(None, parse_overrides(BASE + [f"out={tmp_path}"]))
-    whole, cut = (build_trials(base, [dict(lr="1e-2", recurrence="torch")], 1, tmp_path / name)[0]["config"]
+    whole, cut = (build_trials(base, [dict(lr="1e-2", recurrence="torch")], 1, tmp_path / name)[0].config
                   for name in ("a", "b"))
     reference = run_trial(whole)
     run_dir = train_killed_after(RunConfig(**cut), 12)  # last checkpoint at step 10
@@ -58,10 +58,10 @@ def test_an_old_run_resumed_by_a_sweep_keeps_torchs_kernel_bit_for_bit(tmp_path,
     trial = dict(cut, recurrence="plainrnn")  # what today's recipe asks for
     assert RunDir(run_dir).state(trial) == "resumable"  # the kernel does not make it another config
     resumed = run_trial(trial)
-    assert resumed["status"] == "resumed", resumed.get("error")
-    assert _metrics(run_dir) == _metrics(reference["run_dir"])
+    assert resumed.status == "resumed", resumed.error
+    assert _metrics(run_dir) == _metrics(reference.run_dir)
     assert RunDir(run_dir).config()["recurrence"] == "torch"
-    assert run_trial(trial)["status"] == "reused"
+    assert run_trial(trial).status == "reused"
 
 
 def test_train_resume_of_an_old_run_keeps_torchs_kernel(tmp_path, ours_refused):

@@ -65,19 +65,19 @@ def test_a_sweep_leaves_a_trial_that_another_process_trains_to_it(tmp_path):
     base = load_config(None, parse_overrides(["seq_len=5", "hidden=4", "steps=4", "eval_every=2", f"out={tmp_path}"]))
     grid = parse_grid(["lr=1e-2,1e-3"])
     trials = build_trials(base, grid, 1, tmp_path / "s")
-    busy_config = trials[1]["config"]
+    busy_config = trials[1].config
     proc = _holder(tmp_path / "s" / RunConfig(**busy_config).run_name())
     try:
-        assert trial_holder(busy_config) == str(proc.pid) and trial_holder(trials[0]["config"]) is None
+        assert trial_holder(busy_config) == str(proc.pid) and trial_holder(trials[0].config) is None
         res = run_sweep(base, grid, seeds=1, workers=1, name="s", progress=False)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert [r["status"] for r in res["results"]] == ["ok", "busy"]
+    assert [r.status for r in res["results"]] == ["ok", "busy"]
     assert [r["setting"] for r in res["rows"]] == ["lr=1e-2"]  # not a failure, not in the table yet
     assert [json.loads(line)["status"] for line in (tmp_path / "s" / "trials.jsonl").read_text().splitlines()] == ["ok", "busy"]
     res = run_sweep(base, grid, seeds=1, workers=1, name="s", progress=False)  # the rerun includes it
-    assert [r["status"] for r in res["results"]] == ["reused", "ok"] and len(res["rows"]) == 2
+    assert [r.status for r in res["results"]] == ["reused", "ok"] and len(res["rows"]) == 2
 
 
 def test_the_cli_names_a_busy_run_in_one_line_and_lists_it_as_running(tmp_path):

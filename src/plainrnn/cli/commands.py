@@ -61,7 +61,8 @@ def _cut_run_of(cfg):
 
 
 def sweep(args) -> int:
-    from ..experiments.sweep import parse_grid, run_sweep
+    from ..experiments.planning import parse_grid
+    from ..experiments.sweep import run_sweep
     from ..train.config import load_config, parse_overrides
     base = load_config(args.config, parse_overrides(args.set or []))
     result = run_sweep(base, parse_grid(args.grid or []), seeds=args.seeds, backend=args.backend, workers=args.workers,
@@ -91,9 +92,9 @@ def _say_failed(result: dict) -> int:
         print(f"interrupted: {result['interrupted']} trial(s) not run or stopped at a checkpoint; the same command "
               "continues them", file=sys.stderr)
         return 130
-    failed = [r for r in result["results"] if r.get("status") == "failed"]
+    failed = [r for r in result["results"] if r.status == "failed"]
     for r in failed:
-        print(f"failed: {r.get('run_dir', '?')}: {r.get('error', 'no reason recorded')}", file=sys.stderr)
+        print(f"failed: {r.run_dir or '?'}: {r.error or 'no reason recorded'}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} of {len(result['results'])} trial(s) failed (reasons above, also in trials.jsonl)",
               file=sys.stderr)
@@ -102,9 +103,9 @@ def _say_failed(result: dict) -> int:
 
 def _say_busy(result: dict) -> None:
     """Trials that another process was training are not in the table: say so, and how to get them in."""
-    busy = [r for r in result["results"] if r.get("status") == "busy"]
+    busy = [r for r in result["results"] if r.status == "busy"]
     if busy:
-        dirs = ", ".join(r["run_dir"] for r in busy[:3]) + (", …" if len(busy) > 3 else "")
+        dirs = ", ".join(r.run_dir for r in busy[:3]) + (", …" if len(busy) > 3 else "")
         print(f"{len(busy)} trial(s) left out of this table, being trained by another process ({dirs}): "
               "rerun this command when they finish to include them", file=sys.stderr)
 

@@ -1,14 +1,14 @@
 """Where a sweep's trials run: a local process pool or a Ray cluster, and one trial in a worker.
 
-Both backends take the trials in order and give back one record each: the trial's summary with a
-``status`` (ok, resumed, reused), or ``failed`` with the error, ``busy`` (another process trains it)
-or ``interrupted`` (Ctrl-C: not run, or stopped at a checkpoint; rerunning the sweep continues it).
+Both backends take the trials (:class:`~plainrnn.experiments.trials.Trial`) in order and give back
+one :class:`~plainrnn.experiments.trials.Outcome` each: the trial's summary with a status (ok, resumed,
+reused), or failed with the error, busy (another process trains it) or interrupted (Ctrl-C: not run,
+or stopped at a checkpoint; rerunning the sweep continues it).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import math
 import os
 import sys
 from pathlib import Path
@@ -17,10 +17,11 @@ from tqdm import tqdm
 
 from ..train.config import RunConfig
 from ..train.rundir import RunDir, RunDirBusy, trial_conflict, trial_state
+from .trials import Outcome
 
 
-def run_trial(config: dict, threads: int = 1) -> dict:
-    """One trial in the current process; exceptions become a 'failed' record."""
+def run_trial(config: dict, threads: int = 1) -> Outcome:
+    """One trial (its config) in the current process; exceptions become a failed Outcome."""
     import torch
     torch.set_num_threads(threads)  # workers × threads ≤ cores: no oversubscription
     from ..train import train
@@ -31,19 +32,17 @@ def run_trial(config: dict, threads: int = 1) -> dict:
         with run_dir.hold():
             state = trial_state(config)  # read while held: another sweep may have finished it meanwhile
             if state == "done":
-                return dict(run_dir.summary(), status="reused")
+                return Outcome.of_summary(run_dir.summary(), "reused")
             if state == "conflict":  # run_sweep refuses these up front; here only if one appeared since
                 raise ValueError(trial_conflict(config))
             resuming = state == "resumable"  # a trial cut short (killed, machine lost)
             summary = train(cfg, progress=False, resume_from=run_dir.path if resuming else None)
             run_figures(run_dir.path)
-            return dict(summary, status="resumed" if resuming else "ok")
+            return Outcome.of_summary(summary, "resumed" if resuming else "ok")
     except RunDirBusy as e:  # another sweep trains it: left to that one, not counted here
-        return dict(status="busy", error=str(e), run_dir=str(run_dir), diverged=False, test_metric=math.nan,
-                    valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)
+        return Outcome(status="busy", error=str(e), run_dir=str(run_dir))
     except Exception as e:  # noqa: BLE001 – one failing trial must never kill the sweep
-        return dict(status="failed", error=f"{e.__class__.__name__}: {e}", run_dir=str(run_dir), diverged=False,
-                    test_metric=math.nan, valid_metric=math.nan, best_valid_metric=None, wall_s=0.0)
+        return Outcome.failed(e, str(run_dir))
 
 
 def _exit_with(parent: int, every_s: float = 1.0) -> None:
@@ -79,7 +78,7 @@ def _run_local(trials, workers, progress):
     import multiprocessing as mp
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_exit_with,
                                 initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(run_trial, t["config"], threads): i for i, t in enumerate(trials)}
+        futures = {pool.submit(run_trial, t.config, threads): i for i, t in enumerate(trials)}
         bar = tqdm(total=len(trials), desc="sweep", disable=not progress or None, leave=False)
         try:
             for fut in cf.as_completed(futures):
@@ -90,16 +89,16 @@ def _run_local(trials, workers, progress):
             for fut, i in futures.items():
                 results[i] = _outcome(fut) if fut.done() and not fut.cancelled() else None
         bar.close()
-    return [r if r is not None else _interrupted() for r in results]
+    return [r if r is not None else Outcome(status="interrupted") for r in results]
 
 
-def _outcome(fut) -> dict | None:
+def _outcome(fut) -> Outcome | None:
     try:
         return fut.result()
     except KeyboardInterrupt:  # the trial stopped at Ctrl-C, after a checkpoint: rerun to continue it
         return None
     except Exception as e:  # noqa: BLE001 – a worker that died (e.g. killed) fails only its trial
-        return _failed(e)
+        return Outcome.failed(e)
 
 
 def _interrupt(pool, futures) -> None:
@@ -155,8 +154,8 @@ def _run_ray(trials, address, progress):
                 raise RuntimeError(f"could not reach the Ray cluster at {address or 'a new local instance'} "
                                    f"({first}){hint}") from None
         remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
-        refs = [remote.remote(t["config"], 1) for t in trials]
-        results: list[dict | None] = [None] * len(refs)
+        refs = [remote.remote(t.config, 1) for t in trials]
+        results: list[Outcome | None] = [None] * len(refs)
         try:
             with _ctrl_c_is_ours():
                 for i, ref in enumerate(tqdm(refs, desc="sweep (ray)", disable=not progress or None, leave=False)):
@@ -173,7 +172,7 @@ def _run_ray(trials, address, progress):
             for i, ref in enumerate(refs):
                 if results[i] is None and ref in ended:
                     results[i] = _ray_outcome(ray, ref, stopping=True)
-        return [r if r is not None else _interrupted() for r in results]
+        return [r if r is not None else Outcome(status="interrupted") for r in results]
     finally:
         if started_here and sys.modules["ray"].is_initialized():
             sys.modules["ray"].shutdown()
@@ -201,7 +200,7 @@ def _ctrl_c_is_ours():
         signal.signal(signal.SIGINT, previous)
 
 
-def _ray_outcome(ray, ref, stopping: bool = False) -> dict | None:
+def _ray_outcome(ray, ref, stopping: bool = False) -> Outcome | None:
     """A Ray trial's result, a failed record (a lost worker fails only its trial), or None when it was
     cancelled or stopped at Ctrl-C (rerun the sweep to continue it). While ``stopping`` (after Ctrl-C)
     any error is the stop itself: a cancelled task, a killed worker, or the local Ray instance, which
@@ -213,13 +212,4 @@ def _ray_outcome(ray, ref, stopping: bool = False) -> dict | None:
     except Exception as e:  # noqa: BLE001 – a lost worker fails only its trial
         if stopping or isinstance(getattr(e, "cause", None), KeyboardInterrupt):
             return None
-        return _failed(e)
-
-
-def _failed(e: BaseException) -> dict:
-    return dict(status="failed", error=f"{e.__class__.__name__}: {e}", diverged=False,
-                test_metric=math.nan, valid_metric=math.nan, wall_s=0.0)
-
-
-def _interrupted() -> dict:
-    return dict(status="interrupted", diverged=False, test_metric=math.nan, valid_metric=math.nan, wall_s=0.0)
+        return Outcome.failed(e)

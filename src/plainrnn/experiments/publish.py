@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..train.rundir import RunDir, config_differences, runs_in
 from .report import read_config
-from .sweep import RUN_LENGTH_KEYS
+from .planning import RUN_LENGTH_KEYS
 
 
 def _difference(published: RunDir, source: RunDir) -> str | None:

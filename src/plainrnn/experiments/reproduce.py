@@ -94,7 +94,7 @@ def plan(recipe: str, budget: str | None, seeds: int | None, sets: list[str], on
          extend_from: list[str]) -> Plan:
     """The recipe at a budget (``runs/<recipe>-<budget>``: budgets never collide), ``--set`` on top, the
     settings ``--only`` keeps (in the same sweep folder: the table sees them all)."""
-    from .sweep import only_settings
+    from .planning import only_settings
     chosen = plan_of(recipe, budget)
     base = load_config(None, {**RECIPES[recipe]["base"], **chosen["overrides"], **parse_overrides(sets)})
     grid = chosen["grid"]
@@ -112,13 +112,13 @@ def plan(recipe: str, budget: str | None, seeds: int | None, sets: list[str], on
 
 def list_trials(p: Plan, extend_from: list[str]) -> list[str]:
     """One line a trial (done, resumable, running, conflict or new, and why), then the tally."""
-    from .sweep import build_trials
+    from .planning import build_trials
     trials = build_trials(p.base, p.grid, p.seeds, p.sweep_dir)
     states: dict[str, int] = {}
     lines = []
     for trial in trials:
-        state, where = _where(trial["config"], extend_from)
-        lines.append(f"{state:<10} {trial['setting']}  seed {trial['config']['seed']}{where}")
+        state, where = _where(trial.config, extend_from)
+        lines.append(f"{state:<10} {trial.setting}  seed {trial.seed}{where}")
         states[state] = states.get(state, 0) + 1
     tally = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))  # how far the recipe got
     return lines + [f"{len(trials)} trials in {p.sweep_dir}" + (f" ({tally})" if trials else "")]
@@ -126,7 +126,7 @@ def list_trials(p: Plan, extend_from: list[str]) -> list[str]:
 
 def _where(config: dict, extend_from: list[str]) -> tuple[str, str]:
     from ..train.rundir import RunDir
-    from .sweep import continues_from, earlier_run
+    from .planning import continues_from, earlier_run
     run_dir = RunDir.of(config)
     state, holder = run_dir.state(config), run_dir.holder()
     reached = run_dir.last_evaluated_step() if state == "resumable" or holder else None
