@@ -1,4 +1,5 @@
-"""The CUDA side, against the CPU in float64: κ (κ1, κ2; ours and a user's model), the Path-SGD,
+"""The CUDA side, against the CPU in float64: our relu/tanh recurrence (and torch's on the GPU), κ (κ1,
+κ2; ours and a user's model), the Path-SGD,
 PathNormalized, InvariantAdam and spectral steps, and a whole `plainrnn train --device cuda` run.
 Skipped where torch sees no GPU; tools/gpu_check.sh runs them on a lent GPU (docs/performance.md)."""
 import copy
@@ -26,6 +27,26 @@ def _rnn():
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(4, 7, 3, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+@pytest.mark.parametrize("recurrence", ["plainrnn", "torch"])
+def test_the_recurrence_on_cuda_equals_ours_on_the_cpu(nonlinearity, recurrence):
+    """Our loops run on the GPU as eager torch ops (the C++ loops are the CPU's); torch's kernel there
+    is cuDNN's. Both against our CPU route, values and every gradient."""
+    torch.manual_seed(0)
+    cpu = pr.ReLURNN(3, 6, 2, num_layers=2, nonlinearity=nonlinearity).double()
+    with torch.no_grad():
+        for p in cpu.parameters():
+            p.uniform_(-0.5, 0.5)
+    gpu = pr.ReLURNN(3, 6, 2, num_layers=2, nonlinearity=nonlinearity, recurrence=recurrence).double().cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x, _ = _batch()
+    a, b = cpu(x), gpu(x.cuda())
+    torch.testing.assert_close(b.cpu(), a, rtol=1e-12, atol=1e-12)
+    for (name, _), ga, gb in zip(cpu.named_parameters(), torch.autograd.grad(a.square().sum(), list(cpu.parameters())),
+                                 torch.autograd.grad(b.square().sum(), list(gpu.parameters()))):
+        torch.testing.assert_close(gb.cpu(), ga, rtol=1e-12, atol=1e-12, msg=name)
 
 
 @pytest.mark.parametrize("second_order", [False, True])
