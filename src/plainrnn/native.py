@@ -53,11 +53,14 @@ def _cpu_model() -> str:
 
 
 def _build_name() -> str:
-    """The build's name covers the source, the flags, torch and this CPU: -march=native code must never
-    be loaded on another CPU that shares the cache directory."""
+    """The build's name covers where the sources are and what they say, the flags, torch and this CPU:
+    -march=native code must never be loaded on another CPU that shares the cache directory."""
     digest = hashlib.sha256()
-    for part in (*(source.read_bytes() for source in _SOURCES), " ".join(_FLAGS).encode(), torch.__version__.encode(),
-                 _cpu_model().encode(), sys.version.encode()):
+    # The sources' folder too: torch's build files name the sources by absolute path, so two checkouts
+    # of one version sharing the cache would rebuild the module for each other, minutes at a time,
+    # while every other plainrnn process waits on the build's lock.
+    for part in (str(_SOURCES[0].parent.resolve()).encode(), *(source.read_bytes() for source in _SOURCES),
+                 " ".join(_FLAGS).encode(), torch.__version__.encode(), _cpu_model().encode(), sys.version.encode()):
         digest.update(part)
     return f"plainrnn_kernels_{digest.hexdigest()[:12]}"
 
