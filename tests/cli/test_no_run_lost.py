@@ -119,13 +119,19 @@ def test_ctrl_c_on_a_sweep_stops_the_queue_checkpoints_the_running_trial_and_pri
     process = subprocess.Popen([sys.executable, "-m", "plainrnn.cli", "sweep", str(tmp_path / "long.yaml"),
                                 "--grid", "lr=1e-3,1e-2,1e-4", "--workers", "1", "--name", "s", "--quiet"],
                                env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C as a terminal delivers it: a suite started in the background
+                               # (`make test &`, nohup) ignores SIGINT, and its children inherit that
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = tmp_path / "runs" / "s" / "lr-1e-3-s0" / "metrics.jsonl"
     deadline = time.time() + 240
     while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()  # never left training behind the suite
     assert process.returncode == 130, err
     assert "interrupted: 3 trial(s) not run or stopped at a checkpoint; the same command continues them" in err
     assert "| setting |" in out and "Traceback" not in err
